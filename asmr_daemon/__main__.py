@@ -1,0 +1,3 @@
+from asmr_daemon.cli import main
+
+raise SystemExit(main())

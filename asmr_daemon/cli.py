@@ -1,0 +1,85 @@
+"""Command line: ``asmr-daemon SUBCOMMAND``.
+
+Each subcommand lives in ``asmr_daemon.commands.<name>`` with ``add_arguments(parser)`` and
+``run(args) -> int``; this module only builds the parser and turns typed errors into a
+one-line message and an exit code (``ASMR_DEBUG=1`` shows the full traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from asmr_daemon import __version__
+from asmr_daemon.errors import AsmrError
+
+# name -> (module, one-line help). Order is the order shown in --help.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "serve": ("serve", "run the daemon: watch the inbox, serve editors, keep the model loaded"),
+    "translate": ("translate", "translate script files once (uses the running daemon when reachable)"),
+    "lsp": ("lsp", "stdio language server for editors that spawn a command (bridges to the daemon)"),
+    "convert": ("convert", "convert a ChatGLM2 checkpoint/adapter to the native format once"),
+    "train": ("train", "fine-tune a LoRA adapter on translation pairs"),
+    "status": ("status", "show whether the daemon runs, the model, the queue and recent failures"),
+    "doctor": ("doctor", "check the installation, the Japanese pipeline and the configured model"),
+    "install-service": ("install_service", "install the systemd user service"),
+    "demo": ("demo", "try it: a tiny demo model translates a bundled script through the real daemon"),
+}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every subcommand understands (the config file)."""
+    parser.add_argument("--config", metavar="FILE", help="settings file (default: $XDG_CONFIG_HOME/asmr-daemon/config.toml)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for commands that load a model (serve, translate, lsp --standalone, demo)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--base-model", metavar="DIR", help="ChatGLM2 or native GLM checkpoint directory")
+    group.add_argument("--adapter", metavar="DIR", help="peft LoRA adapter directory")
+    group.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to run the model (default: auto)")
+    group.add_argument("--quantize", choices=["none", "4bit", "8bit"], help="load the base model quantized (CUDA only)")
+
+
+def model_overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
+    """Flags that override ``[model]`` settings (None = not given)."""
+    return {
+        ("model", "base_model"): getattr(args, "base_model", None),
+        ("model", "adapter"): getattr(args, "adapter", None),
+        ("model", "device"): getattr(args, "device", None),
+        ("model", "quantize"): getattr(args, "quantize", None),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asmr-daemon",
+        description="Translate Japanese ASMR scripts into Chinese with ChatGLM2 + your LoRA.",
+    )
+    parser.add_argument("--version", action="version", version=f"asmr-daemon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(f"asmr_daemon.commands.{module_name}")
+        command = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        add_common_arguments(command)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except AsmrError as exc:
+        if os.environ.get("ASMR_DEBUG"):
+            raise
+        print(f"asmr-daemon {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"asmr-daemon {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,89 @@
+"""Typed errors. The library raises these; only the CLI and the LSP turn them into messages.
+
+Every error carries what is wrong (``message``) and, where we know it, what to do (``hint``).
+``str(err)`` is the one-line text a user sees.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class AsmrError(Exception):
+    """Base class for every error a user is meant to read."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(AsmrError):
+    """A configuration file, environment variable or flag has an invalid value."""
+
+
+class InputCode(enum.StrEnum):
+    """Short machine-readable reason a script could not be read (stored with failed jobs)."""
+
+    EMPTY = "empty"
+    BINARY = "binary"
+    ENCODING = "encoding"
+    TOO_LARGE = "too-large"
+    MALFORMED = "malformed"
+    NOT_REGULAR = "not-regular"
+    UNSTABLE = "unstable"
+    OUTSIDE_INBOX = "outside-inbox"
+
+
+class InputError(AsmrError):
+    """A script file cannot be read or parsed. ``code`` says which kind of problem."""
+
+    code: InputCode = InputCode.MALFORMED
+
+    def __init__(self, message: str, hint: str | None = None, *, code: InputCode | None = None) -> None:
+        super().__init__(message, hint)
+        if code is not None:
+            self.code = code
+
+
+class EmptyFileError(InputError):
+    code = InputCode.EMPTY
+
+
+class BinaryFileError(InputError):
+    code = InputCode.BINARY
+
+
+class EncodingError(InputError):
+    code = InputCode.ENCODING
+
+
+class FileTooLargeError(InputError):
+    code = InputCode.TOO_LARGE
+
+
+class MalformedScriptError(InputError):
+    code = InputCode.MALFORMED
+
+
+class ModelDirError(AsmrError):
+    """A base-model directory is missing files, has the wrong kind of checkpoint, or mismatching shapes."""
+
+
+class AdapterError(AsmrError):
+    """A LoRA adapter directory is missing, unsupported, or made for another base model."""
+
+
+class DeviceError(AsmrError):
+    """The requested device or quantization is not available on this machine."""
+
+
+class DaemonNotRunning(AsmrError):
+    """No running daemon answered on its socket."""
+
+
+class NotBuiltYet(AsmrError):
+    """A subcommand that exists in the interface but is not implemented yet."""

@@ -1,0 +1,63 @@
+"""The data model every other package codes against: a script is a list of lines.
+
+One ``Line`` per physical line of the file is what keeps translations line-aligned by
+construction: the writer replaces the ``body`` of TEXT lines and copies everything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class LineKind(enum.Enum):
+    """Whether a line is sent to the translator or copied unchanged."""
+
+    TEXT = "text"
+    VERBATIM = "verbatim"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One physical line of a script.
+
+    For TEXT lines ``prefix + body + suffix == raw``: the prefix holds what must survive
+    translation untouched (indentation, lrc timestamp tags), the suffix trailing whitespace.
+    ``segments`` are the sentences of ``body`` (``"".join(segments) == body``).
+    VERBATIM lines have an empty body and no segments; ``raw`` is written back as is.
+    """
+
+    index: int
+    raw: str
+    kind: LineKind
+    prefix: str = ""
+    body: str = ""
+    suffix: str = ""
+    segments: tuple[str, ...] = ()
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind is LineKind.TEXT
+
+
+@dataclass(slots=True)
+class Document:
+    """A decoded, parsed script plus what is needed to write it back the same way.
+
+    ``encoding``/``bom`` describe the source bytes (``"utf-8"`` for text that never was bytes,
+    e.g. an editor buffer); ``newline`` is the dominant line ending; ``final_newline`` says
+    whether the text ended with one, so rendering reproduces the file exactly.
+    """
+
+    lines: list[Line]
+    format: str
+    encoding: str = "utf-8"
+    newline: str = "\n"
+    bom: bool = False
+    source_name: str = "<text>"
+    final_newline: bool = True
+
+    @property
+    def text_lines(self) -> list[Line]:
+        """The lines that need translating, in file order."""
+        return [line for line in self.lines if line.kind is LineKind.TEXT]
