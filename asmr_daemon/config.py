@@ -96,6 +96,9 @@ class WatchSettings:
     rescan_seconds: float = 30.0
     observer: Literal["auto", "inotify", "polling"] = "auto"
     max_file_bytes: int = 5_000_000
+    # A file still changing after this long (a stuck download, a log someone writes to) goes to
+    # failed/ as "unstable" instead of being watched forever; 0 waits forever.
+    max_wait_seconds: float = 600.0
 
 
 @dataclass

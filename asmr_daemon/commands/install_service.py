@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -18,8 +17,8 @@ UNIT_TEMPLATE = """\
 # Installed by `asmr-daemon install-service`; settings live in ~/.config/asmr-daemon/config.toml.
 [Unit]
 Description=asmr-daemon: Japanese ASMR script translator (ChatGLM2 + LoRA)
-Documentation=https://github.com/asmr-daemon/asmr-daemon#readme
-After=default.target
+# No After=default.target: default.target is ordered after what it wants (WantedBy= below), so
+# that would be an ordering cycle.
 
 [Service]
 # The daemon sends READY=1 only after the model is loaded, STOPPING=1 on SIGTERM, and

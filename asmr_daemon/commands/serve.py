@@ -1,15 +1,116 @@
-"""Not built yet: this subcommand arrives with a later issue."""
+"""Run the daemon: load the model once, watch the inbox, serve editors, until stopped.
+
+Under systemd (asmr-daemon install-service) it reports READY=1 once the model is loaded, pings
+the watchdog, and stops cleanly on SIGTERM (finishing the file in flight); SIGHUP reloads the
+settings.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
 
-from asmr_daemon.errors import NotBuiltYet
+from asmr_daemon import cli, sdnotify
 
+log = logging.getLogger("asmr_daemon.serve")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    cli.add_model_arguments(parser)
+    folders = parser.add_argument_group("folders")
+    folders.add_argument("--inbox", metavar="DIR", help="folder to watch for scripts (default: ~/ASMR/inbox)")
+    folders.add_argument("--outbox", metavar="DIR", help="folder for translations (default: ~/ASMR/outbox)")
+    folders.add_argument("--state-dir", metavar="DIR",
+                         help="job queue, translation memory, status (default: $XDG_STATE_HOME/asmr-daemon)")
+    parser.add_argument("--lsp-tcp", metavar="HOST:PORT", help="also serve editors over TCP (default: Unix socket only)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
+    return {
+        **cli.model_overrides(args),
+        ("paths", "inbox"): getattr(args, "inbox", None),
+        ("paths", "outbox"): getattr(args, "outbox", None),
+        ("paths", "state_dir"): getattr(args, "state_dir", None),
+        ("lsp", "tcp"): getattr(args, "lsp_tcp", None),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotBuiltYet(f"'{args.command}' is not built yet", "see the project's open issues")
+    from asmr_daemon.config import load_settings
+    from asmr_daemon.runtime import build_engine, require_base_model
+    from asmr_daemon.service import STATUS_FILE, Daemon, StateLock, StatusFile, setup_logging
+
+    setup_logging(verbose=getattr(args, "verbose", False))
+    config_file = Path(args.config) if args.config else None
+    flags = overrides(args)
+    settings = load_settings(config_file, flags)
+    require_base_model(settings)
+    state_dir = settings.paths.state_dir = Path(os.path.abspath(settings.paths.state_dir))
+    # Take the state dir before loading gigabytes: a second daemon fails in a second, not minutes.
+    lock = StateLock(state_dir)
+    try:
+        status = StatusFile(state_dir / STATUS_FILE)
+        status.update(pid=os.getpid(), started=time.time(), phase="loading",
+                      model={"base_model": str(settings.model.base_model),
+                             "adapter": str(settings.model.adapter) if settings.model.adapter else None,
+                             "device": settings.model.device})
+        sdnotify.notify(f"STATUS=loading model {settings.model.base_model}")
+        log.info("loading model %s%s", settings.model.base_model,
+                 f" + adapter {settings.model.adapter}" if settings.model.adapter else "")
+        runtime = build_engine(settings, progress=False)
+        engine, loaded = runtime.engine, runtime.loaded
+        try:
+            model_info = describe(loaded, engine)
+            status.update(model=model_info)
+            log.info("model loaded: %s on %s (%.2f GiB)", model_info["base_model"], model_info["device"],
+                     loaded.memory_bytes / 2**30)
+            current = {"settings": settings}
+
+            def translate(src: Path, dest: Path) -> None:
+                from asmr_daemon.translate_file import translate_file
+
+                translate_file(engine, src, dest, current["settings"])
+
+            def on_reload(new: Any) -> None:
+                if (new.model.base_model, new.model.adapter) != (settings.model.base_model, settings.model.adapter):
+                    # Switching adapters while the engine generates needs the engine's own swap
+                    # (arrives with the training issue); until then say so instead of racing it.
+                    log.warning("model or adapter changes take effect after a restart "
+                                "(systemctl --user restart asmr-daemon)")
+                current["settings"] = new
+
+            daemon = Daemon(settings, translate, model_info=model_info,
+                            reload_settings=lambda: load_settings(config_file, flags), on_reload=on_reload,
+                            extra_services=lsp_services(engine, settings),
+                            status_extra=lambda: {"engine": dict(engine.stats)},
+                            lock=lock, status=status)
+            return daemon.run()
+        finally:
+            engine.close()
+    finally:
+        lock.release()
+
+
+def describe(loaded: Any, engine: Any) -> dict[str, Any]:
+    """What ``status`` shows about the model."""
+    return {
+        "loaded": True,
+        "base_model": str(loaded.base_dir),
+        "adapter": str(loaded.adapter_dir) if loaded.adapter_dir else None,
+        "identity": engine.identity,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "memory_bytes": loaded.memory_bytes,
+    }
+
+
+def lsp_services(engine: Any, settings: Any) -> list[Any]:
+    """Hook for the editor endpoint (Unix socket, plus TCP with ``--lsp-tcp``): services with
+    start()/stop() that the daemon runs next to the watch folder."""
+    from asmr_daemon.lsp.endpoint import LspEndpoint
+
+    return [LspEndpoint(engine, settings)]

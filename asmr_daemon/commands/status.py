@@ -1,15 +1,105 @@
-"""Not built yet: this subcommand arrives with a later issue."""
+"""Show whether the daemon runs, its model and adapter, device and memory, the job queue and
+recent failures. Works when the daemon is down (reads the state dir)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
+import time
+from pathlib import Path
+from typing import Any
 
-from asmr_daemon.errors import NotBuiltYet
+# A daemon writes its status record at least every HEARTBEAT_SECONDS (service.py); three missed
+# beats mean it is hung or gone, whatever the pid says (pids get reused).
+STALE_AFTER_SECONDS = 20.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir (default: from the settings)")
+
+
+def pid_alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def daemon_state(record: dict[str, Any] | None, now: float | None = None) -> tuple[bool, str]:
+    """(running, one-line description) from the status record."""
+    now = time.time() if now is None else now
+    if not record:
+        return False, "not running (it never ran with this state dir)"
+    phase = record.get("phase", "?")
+    pid = record.get("pid")
+    if phase == "stopped" or not pid_alive(pid):
+        return False, f"not running (last pid {pid}, {phase if phase == 'stopped' else 'ended unexpectedly'})"
+    age = now - float(record.get("heartbeat", 0))
+    if age > STALE_AFTER_SECONDS and phase != "loading":
+        return False, f"not responding (pid {pid} alive, last heartbeat {age:.0f} s ago)"
+    return True, f"{phase} (pid {pid})"
+
+
+def _when(stamp: Any) -> str:
+    try:
+        return datetime.datetime.fromtimestamp(float(stamp)).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return "?"
+
+
+def _gib(value: Any) -> str:
+    return f"{int(value) / 2**30:.2f} GiB" if isinstance(value, (int, float)) else "?"
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotBuiltYet(f"'{args.command}' is not built yet", "see the project's open issues")
+    from rich.console import Console
+    from rich.table import Table
+
+    from asmr_daemon.config import load_settings
+    from asmr_daemon.service import JOBS_FILE, STATUS_FILE, StatusFile
+    from asmr_daemon.watch.jobs import read_only_counts
+
+    settings = load_settings(Path(args.config) if args.config else None,
+                             {("paths", "state_dir"): getattr(args, "state_dir", None)})
+    state_dir = Path(os.path.abspath(settings.paths.state_dir))
+    record = StatusFile.read(state_dir / STATUS_FILE)
+    running, line = daemon_state(record)
+    console = Console()
+
+    table = Table(title="asmr-daemon", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("daemon", f"[green]{line}[/]" if running else f"[red]{line}[/]")
+    if record:
+        model = record.get("model") or {}
+        table.add_row("started", _when(record.get("started")))
+        table.add_row("model", str(model.get("base_model", "?")) + ("" if model.get("loaded") else " (loading)"))
+        table.add_row("adapter", str(model.get("adapter") or "none"))
+        table.add_row("device", f"{model.get('device', '?')} {model.get('dtype', '')}".strip())
+        table.add_row("model memory", _gib(model.get("memory_bytes")))
+        table.add_row("process memory", _gib(record.get("rss_bytes")))
+        table.add_row("inbox", str(record.get("inbox", settings.paths.inbox)))
+        table.add_row("outbox", str(record.get("outbox", settings.paths.outbox)))
+        if record.get("current"):
+            table.add_row("translating", str(record["current"]))
+    table.add_row("state dir", str(state_dir))
+    queue = read_only_counts(state_dir / JOBS_FILE)
+    if queue is None:
+        table.add_row("jobs", "none yet")
+        failures = []
+    else:
+        counts, failures = queue
+        table.add_row("jobs", ", ".join(f"{counts[k]} {k}" for k in ("queued", "running", "done", "failed")))
+    console.print(table)
+    if failures:
+        failed = Table(title="recent failures", title_justify="left")
+        for column in ("when", "file", "code", "detail"):
+            failed.add_column(column, overflow="fold")
+        for job in failures:
+            failed.add_row(_when(job.finished), job.source, job.error_code or "", job.error_detail or "")
+        console.print(failed)
+    return 0

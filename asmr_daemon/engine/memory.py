@@ -1,0 +1,215 @@
+"""Translation memory: finished translations and human corrections in SQLite.
+
+* WAL mode, so the daemon writes while a CLI ``status`` (another process) or an editor's
+  inlay-hint lookup (another thread) reads without waiting.
+* One connection per thread (sqlite3 connections must not be shared between threads
+  without care); every public write is one transaction.
+* Numbered migrations, recorded in ``migrations`` and applied by the constructor inside
+  ``BEGIN IMMEDIATE``, so two processes opening a fresh file do not both migrate it.
+* Rows are content-addressed: ``translation_key`` hashes everything that decides the
+  model's output (see its docstring). Corrections are keyed by source and context only:
+  a human correction wins over any model's output, whatever adapter is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import unicodedata
+from pathlib import Path
+from typing import Any, Sequence
+
+from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
+from asmr_daemon.engine.requests import Translation
+
+_WHITESPACE = re.compile(r"\s+")
+
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("create translations and corrections", """
+        CREATE TABLE translations (
+            key      TEXT PRIMARY KEY,
+            source   TEXT NOT NULL,
+            text     TEXT NOT NULL,
+            problem  TEXT,
+            identity TEXT NOT NULL,
+            created  TEXT NOT NULL
+        );
+        CREATE TABLE corrections (
+            source      TEXT NOT NULL,
+            context_key TEXT NOT NULL,
+            target      TEXT NOT NULL,
+            created     TEXT NOT NULL,
+            PRIMARY KEY (source, context_key)
+        );
+    """),
+)
+
+
+def normalize(text: str) -> str:
+    """The form of a text that keys use: stripped, NFC, whitespace runs collapsed to one space.
+
+    NFC rather than NFKC on purpose: NFKC folds full-width ！？～ and half-width katakana into
+    other characters, and a script's punctuation is part of what the translator wrote.
+    NFC only unifies encodings of the same character (e.g. か + combining dakuten = が).
+    """
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", text.strip()))
+
+
+def context_key(context: Sequence[ContextLine]) -> str:
+    """Hash of the context lines' *sources*.
+
+    Their translations are hints that depend on what was already cached; keying on them
+    would make the second run over the same file miss every line the first run translated.
+    No context is the empty string, the default of ``record_correction``.
+    """
+    if not context:
+        return ""
+    return _sha256([normalize(c.source) for c in context])
+
+
+def translation_key(source: str, *, context: Sequence[ContextLine] = (),
+                    glossary: Sequence[GlossaryEntry] = (), identity: str, template: str,
+                    decoding: Any) -> str:
+    """sha256 of everything that decides the model's output for one segment.
+
+    ``decoding`` is a dataclass (``DecodingSettings``) or a mapping; all its fields count.
+    """
+    if dataclasses.is_dataclass(decoding) and not isinstance(decoding, type):
+        decoding = dataclasses.asdict(decoding)
+    return _sha256({
+        "v": 1,
+        "source": normalize(source),
+        "context": [normalize(c.source) for c in context],
+        "glossary": [[normalize(e.source), e.target, e.note] for e in glossary],
+        "identity": identity,
+        "template": template,
+        "decoding": dict(decoding),
+    })
+
+
+def _sha256(value: Any) -> str:
+    data = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class TranslationMemory:
+    def __init__(self, path: Path, *, timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._migrate()
+
+    # -- connections and migrations ---------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per write.
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS migrations "
+                         "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)")
+            done = {row[0] for row in conn.execute("SELECT id FROM migrations")}
+            for number, (name, sql) in enumerate(MIGRATIONS, start=1):
+                if number in done:
+                    continue
+                for statement in filter(str.strip, sql.split(";")):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
+                             (number, name, _now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def journal_mode(self) -> str:
+        return self._conn().execute("PRAGMA journal_mode").fetchone()[0]
+
+    def applied_migrations(self) -> list[int]:
+        return [row[0] for row in self._conn().execute("SELECT id FROM migrations ORDER BY id")]
+
+    def close(self) -> None:
+        """Close every thread's connection (call once nothing uses the memory any more)."""
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+    # -- translations ---------------------------------------------------------------------
+
+    def get(self, key: str) -> Translation | None:
+        row = self._conn().execute(
+            "SELECT source, text, problem FROM translations WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return Translation(source=row[0], text=row[1], problem=row[2], origin="memory")
+
+    def put(self, key: str, *, source: str, text: str, problem: str | None, identity: str) -> None:
+        self._write("INSERT OR REPLACE INTO translations (key, source, text, problem, identity, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (key, source, text, problem, identity, _now()))
+
+    def accepted(self) -> list[tuple[str, str]]:
+        """Model outputs that passed the checks, oldest first (training-data export)."""
+        return [(r[0], r[1]) for r in self._conn().execute(
+            "SELECT source, text FROM translations WHERE problem IS NULL ORDER BY created, rowid")]
+
+    # -- corrections ---------------------------------------------------------------------
+
+    def record_correction(self, source: str, target: str, context_key: str = "") -> None:
+        """Store a human correction; a later correction of the same source + context replaces it."""
+        self._write("INSERT OR REPLACE INTO corrections (source, context_key, target, created) "
+                    "VALUES (?, ?, ?, ?)", (normalize(source), context_key, target, _now()))
+
+    def correction_for(self, source: str, context_key: str = "") -> str | None:
+        row = self._conn().execute(
+            "SELECT target FROM corrections WHERE source = ? AND context_key = ?",
+            (normalize(source), context_key)).fetchone()
+        return None if row is None else row[0]
+
+    def corrections(self) -> list[tuple[str, str]]:
+        """Every correction as (normalised source, target), oldest first (training-data export)."""
+        return [(r[0], r[1]) for r in self._conn().execute(
+            "SELECT source, target FROM corrections ORDER BY created, rowid")]
+
+    def stats(self) -> dict[str, int]:
+        conn = self._conn()
+        one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "translations": one("SELECT COUNT(*) FROM translations"),
+            "flagged": one("SELECT COUNT(*) FROM translations WHERE problem IS NOT NULL"),
+            "corrections": one("SELECT COUNT(*) FROM corrections"),
+        }

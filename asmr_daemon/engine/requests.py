@@ -1,0 +1,104 @@
+"""Plain state shared by the engine, the scheduler and the translation memory.
+
+A ``Request`` is one segment to translate. It carries no behaviour beyond its ordering
+(priority, arrival, id), so the scheduler can be tested without threads or a model.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import enum
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What runs the model. The engine's worker thread is the only caller of these methods."""
+
+    identity: str
+    """Model + adapter identity; part of every translation-memory key."""
+
+    def encode(self, prompt: str) -> list[int]:
+        """Prompt text -> token ids (including whatever prefix the model needs)."""
+        ...
+
+    def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int],
+                 repetition_penalty: float | None = None) -> list[list[int]]:
+        """Greedy generation for a batch; returns only the new tokens of each row."""
+        ...
+
+    def decode(self, ids: list[int]) -> str:
+        ...
+
+
+class Priority(enum.IntEnum):
+    """Lower value = served first. Editors are interactive; files from the inbox are batch."""
+
+    INTERACTIVE = 0
+    BATCH = 1
+
+
+class RequestStatus(enum.IntEnum):
+    """Ordered like vLLM's: everything above RUNNING is final."""
+
+    WAITING = 0
+    RUNNING = 1
+    FINISHED = 2
+    CANCELLED = 3
+
+    @property
+    def is_finished(self) -> bool:
+        return self > RequestStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class Translation:
+    source: str
+    text: str
+    """The translation; the source itself when the checks failed twice."""
+    problem: str | None
+    """Short reason when the checks flagged it ("leftover kana", "repetition", ...), else None."""
+    origin: Literal["memory", "model", "correction"]
+
+
+@dataclass(eq=False)
+class Request:
+    """One segment waiting for (or being run by) the model.
+
+    ``key`` identifies identical work: two submissions with the same key share one request
+    and every future in ``futures`` gets the same result. ``prompt_ids`` is filled in by the
+    engine's worker (the only thread that touches the backend, tokenizer included), so a
+    request with ``prompt_ids is None`` is not ready to be planned yet.
+    """
+
+    request_id: int
+    key: str
+    source: str
+    prompt: str
+    priority: Priority
+    arrival: int
+    context: tuple[ContextLine, ...] = ()
+    glossary: tuple[GlossaryEntry, ...] = ()
+    prompt_ids: list[int] | None = None
+    max_new_tokens: int = 0
+    status: RequestStatus = RequestStatus.WAITING
+    futures: list[concurrent.futures.Future[Translation]] = field(default_factory=list)
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        return (int(self.priority), self.arrival, self.request_id)
+
+    def __lt__(self, other: Request) -> bool:
+        return self.sort_key < other.sort_key
+
+    @property
+    def is_prepared(self) -> bool:
+        return self.prompt_ids is not None
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens this row occupies in a batch: prompt plus the generation cap."""
+        return len(self.prompt_ids or ()) + self.max_new_tokens

@@ -1,0 +1,94 @@
+"""``asmr-daemon lsp``: for editors that spawn a command (Helix, eglot, Neovim 0.7, VS Code
+without socket support).
+
+By default it is a byte pump between stdio and the running daemon's Unix socket -- the model
+stays in the daemon, shared with the watch folder and other editors. ``--standalone`` loads the
+model in this process instead (for machines without the daemon; takes as long as ``serve``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+from asmr_daemon.errors import DaemonNotRunning
+
+_CHUNK = 65536
+
+
+def connect(path: Path) -> socket.socket:
+    """A connection to the daemon's language-server socket; DaemonNotRunning if nobody listens."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+        sock.close()
+        raise DaemonNotRunning(f"no daemon is running (socket {path})") from exc
+    return sock
+
+
+def pump(sock: socket.socket, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
+    """Copy stdin -> socket and socket -> stdout until the daemon closes the connection.
+
+    The editor closing stdin half-closes the socket; the daemon then ends the session and
+    closes its side, which ends this function.
+    """
+
+    def upstream() -> None:
+        try:
+            while data := os.read(stdin_fd, _CHUNK):
+                sock.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=upstream, name="stdin->daemon", daemon=True).start()
+    try:
+        while data := sock.recv(_CHUNK):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(stdout_fd, view):]
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+def run_bridge(socket_path: Path) -> int:
+    try:
+        sock = connect(socket_path)
+    except DaemonNotRunning:
+        print(
+            f"asmr-daemon lsp: no daemon is running (socket {socket_path}); "
+            "start it with `asmr-daemon serve` or use --standalone",
+            file=sys.stderr,
+        )
+        return 1
+    return pump(sock)
+
+
+def run_standalone(settings, state_dir: Path) -> int:  # type: ignore[no-untyped-def]
+    """Load the model here and serve this one editor over stdio."""
+    from asmr_daemon.runtime import build_engine
+    from asmr_daemon.lsp.server import build_server
+    from asmr_daemon.lsp.translate import Translator
+
+    protocol_out = sys.stdout
+    # stdout is the protocol channel: anything a library prints while loading goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        settings.paths.state_dir = state_dir
+        engine = build_engine(settings, progress=True).engine
+    try:
+        server = build_server(Translator(engine, settings))
+        sys.stdout = sys.stderr
+        server.start_io(sys.stdin.buffer, protocol_out.buffer)
+    finally:
+        sys.stdout = protocol_out
+        engine.close()
+    return 0

@@ -1,0 +1,134 @@
+"""What the language server asks of the engine, in one place.
+
+Every editor request runs at INTERACTIVE priority so it never waits behind a file from the
+inbox. Translations go through the same pipeline as the watch folder (``translate_line`` /
+``translate_document``), so an editor shows exactly what the outbox file would contain.
+
+``cached`` never blocks: it is called on the event loop for every inlay-hint request and
+asks only the translation memory, under the same keys the pipeline uses (``lookup_line``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from asmr_daemon.config import Settings
+from asmr_daemon.scripts.model import Document, LineKind
+
+GlossaryFor = Callable[[Path | None], Any]
+"""Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
+
+
+class EngineLike(Protocol):
+    """The part of ``asmr_daemon.engine.engine.Engine`` the language server uses."""
+
+    def submit(self, source: str, *, context: Sequence[Any] = (), glossary: Sequence[Any] = (), priority: Any = ...) -> Future: ...
+
+    def lookup(self, source: str, *args: Any, **kwargs: Any) -> Any | None: ...
+
+    def record_correction(self, source: str, target: str, *, context: Sequence[Any] = ()) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A translation as the editor shows it."""
+
+    text: str
+    problems: tuple[str, ...] = ()
+
+
+def _no_glossary(path: Path | None) -> None:
+    return None
+
+
+@dataclass
+class Translator:
+    """Shared by every connection of one endpoint (thread-safe)."""
+
+    engine: EngineLike
+    settings: Settings
+    glossary_for: GlossaryFor = _no_glossary
+
+    def cached(self, doc: Document, index: int, path: Path | None = None) -> Shown | None:
+        """The line's translation if the memory already has it; never blocks, never submits."""
+        from asmr_daemon.pipeline import lookup_line
+
+        hit = lookup_line(self.engine, doc, index, glossary=self.glossary_for(path),
+                          context_lines=self.settings.prompt.context_lines)
+        return None if hit is None else _shown(hit)
+
+    def line(self, doc: Document, index: int, path: Path | None) -> Future:
+        """Translate one line at interactive priority: ``Future[Shown]``.
+
+        Cancelling the returned future cancels the pipeline's future (and so the engine's).
+        """
+        from asmr_daemon.engine.requests import Priority
+        from asmr_daemon.pipeline import translate_line
+
+        inner = translate_line(
+            self.engine,
+            doc,
+            index,
+            priority=Priority.INTERACTIVE,
+            glossary=self.glossary_for(path),
+            context_lines=self.settings.prompt.context_lines,
+        )
+        outer: Future = Future()
+        def done(f: Future) -> None:
+            if f.cancelled():
+                outer.cancel()
+                return
+            if (exc := f.exception()) is not None:
+                if outer.set_running_or_notify_cancel():
+                    outer.set_exception(exc)
+                return
+            if outer.set_running_or_notify_cancel():
+                outer.set_result(_shown(f.result()))
+
+        def cancel_inner(f: Future) -> None:
+            if f.cancelled():
+                inner.cancel()
+
+        outer.add_done_callback(cancel_inner)
+        inner.add_done_callback(done)
+        return outer
+
+    def document(
+        self,
+        doc: Document,
+        path: Path | None,
+        *,
+        progress: Callable[[int, int], None],
+        cancel: threading.Event,
+    ) -> dict[int, Shown]:
+        """Translate every TEXT line (blocking; run it in a worker thread)."""
+        from asmr_daemon.engine.requests import Priority
+        from asmr_daemon.pipeline import translate_document
+
+        results = translate_document(
+            self.engine,
+            doc,
+            priority=Priority.INTERACTIVE,
+            glossary=self.glossary_for(path),
+            context_lines=self.settings.prompt.context_lines,
+            progress=progress,
+            cancel=cancel,
+        )
+        return {index: _shown(lt) for index, lt in results.items()}
+
+    def record(self, doc: Document, index: int, target: str) -> None:
+        """The user's translation of line ``index`` replaces the model's (kept as a correction)."""
+        self.engine.record_correction(doc.lines[index].body, target)
+
+
+def _shown(lt: Any) -> Shown:
+    """A pipeline ``LineTranslation`` -> what the editor shows."""
+    problems = getattr(lt, "problems", ()) or ()
+    if isinstance(problems, str):
+        problems = (problems,)
+    return Shown(text=lt.text, problems=tuple(str(getattr(p, "value", p)) for p in problems if p))

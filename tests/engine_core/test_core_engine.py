@@ -1,0 +1,225 @@
+"""The engine with a fake backend: ordering is asserted from recorded calls, never from time."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
+from asmr_daemon.engine.requests import Priority, Translation
+
+from .fakes import FakeBackend, fake_translate
+
+T = 10  # seconds; only a guard against hangs, never part of an assertion
+
+
+def kana(i: int, length: int) -> str:
+    """A distinct kana-only segment of ``length`` characters."""
+    alphabet = "あいうえおかきくけこさしすせそたちつてと"
+    return "".join(alphabet[(i // len(alphabet) ** k + k) % len(alphabet)] for k in range(length))
+
+
+def test_interactive_requests_jump_ahead_of_the_remaining_batch(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend, batch_size=16)
+    batch = [f"{kana(i, 4)}{i:03d}" for i in range(100)]
+    batch_futures = [engine.submit(s) for s in batch]
+    backend.block()
+    engine.start()
+    assert backend.started.wait(T)  # the first batch chunk is on the "GPU"
+    interactive = ["ねえ、聞いてる？", "こっちおいで"]
+    editor = [engine.submit(s, priority=Priority.INTERACTIVE) for s in interactive]
+    backend.release()
+    for f in editor + batch_futures:
+        f.result(T)
+    assert len(backend.calls[0].sources) == 16
+    assert set(backend.calls[1].sources) == set(interactive)  # served in the very next step
+    assert sorted(backend.rows) == sorted(batch + interactive)  # everything exactly once
+    assert all(len(c.sources) <= 16 for c in backend.calls)
+    assert editor[0].result().text == fake_translate(interactive[0])
+    assert backend.threads == {"asmr-engine"}  # tokenizer and model only on the worker
+    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 6
+
+
+def test_batches_are_length_sorted(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend, batch_size=2)
+    sources = ["あいうえおかきくけこ", "あ", "あいうえおかきくけこさ", "あい"]
+    futures = [engine.submit(s) for s in sources]
+    engine.start()
+    for f in futures:
+        f.result(T)
+    # Similar lengths share a batch; the batch holding the oldest request goes first.
+    assert [c.sources for c in backend.calls] == [("あいうえおかきくけこ", "あいうえおかきくけこさ"), ("あ", "あい")]
+
+
+def test_identical_segments_are_computed_once(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend)
+    futures = [engine.submit("はぁ…はぁ…") for _ in range(3)]
+    futures.append(engine.submit("はぁ…はぁ…", priority=Priority.INTERACTIVE))
+    engine.start()
+    results = {f.result(T) for f in futures}
+    assert len(results) == 1 and backend.rows == ["はぁ…はぁ…"]
+    assert engine.stats["deduplicated"] == 3
+
+
+def test_cancelled_queued_futures_never_run(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend)
+    keep = engine.submit("のこる")
+    gone = engine.submit("きえる")
+    shared_a, shared_b = engine.submit("いっしょ"), engine.submit("いっしょ")
+    assert gone.cancel() and shared_a.cancel()
+    gone.cancel()  # idempotent
+    engine.start()
+    assert keep.result(T).text == fake_translate("のこる")
+    assert shared_b.result(T).text == fake_translate("いっしょ")
+    assert "きえる" not in backend.rows
+    assert engine.stats["cancelled"] == 1
+
+
+def test_futures_of_a_running_batch_cannot_be_cancelled(make_engine) -> None:
+    backend = FakeBackend()
+    backend.block()
+    engine = make_engine(backend, start=True)
+    running = engine.submit("いま")
+    assert backend.started.wait(T)
+    assert not running.cancel()
+    backend.release()
+    assert running.result(T).origin == "model"
+
+
+def test_memory_hit_skips_the_backend(make_engine) -> None:
+    first = make_engine(FakeBackend(), start=True)
+    assert first.submit("おはよう").result(T).origin == "model"
+    first.close()
+    backend = FakeBackend()
+    engine = make_engine(backend)  # not even started: a hit needs no worker
+    future = engine.submit("  おはよう ")
+    assert future.done()
+    assert future.result() == Translation("  おはよう ", fake_translate("おはよう"), None, "memory")
+    assert backend.calls == [] and engine.stats["memory_hits"] == 1
+    assert engine.lookup("おはよう").text == fake_translate("おはよう")
+    assert engine.lookup("おやすみ") is None
+    other = make_engine(FakeBackend(identity="fake-model+new-lora"))
+    assert other.lookup("おはよう") is None  # another adapter: another key
+
+
+def test_a_correction_wins(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend, start=True)
+    assert engine.submit("すき").result(T).origin == "model"
+    engine.record_correction("すき", "喜欢你")
+    again = engine.submit("すき")
+    assert again.done() and again.result() == Translation("すき", "喜欢你", None, "correction")
+    assert len(backend.calls) == 1
+    # Context-specific correction beats the context-free one; other adapters see it too.
+    ctx = [ContextLine("ねえ")]
+    engine.record_correction("すき", "我喜欢", context=ctx)
+    assert engine.lookup("すき", context=ctx).text == "我喜欢"
+    assert engine.lookup("すき", context=[ContextLine("別")]).text == "喜欢你"
+    other = make_engine(FakeBackend(identity="another"))
+    assert other.lookup("すき").origin == "correction"
+
+
+def test_failing_row_is_retried_once_with_repetition_penalty(make_engine) -> None:
+    backend = FakeBackend({"あのね": "那个" * 12, "うん": "嗯"}, retry_outputs={"あのね": "那个呀"})
+    engine = make_engine(backend, retry_repetition_penalty=1.3)
+    bad, good = engine.submit("あのね"), engine.submit("うん")
+    engine.start()
+    assert bad.result(T) == Translation("あのね", "那个呀", None, "model")
+    assert good.result(T).text == "嗯"
+    assert [(c.sources, c.repetition_penalty) for c in backend.calls] == [
+        (("うん", "あのね"), None), (("あのね",), 1.3)]
+
+
+def test_second_failure_keeps_the_source_and_reports_the_problem(make_engine, memory) -> None:
+    backend = FakeBackend({"ちゅぱちゅぱ": "ちゅぱちゅぱ"}, retry_outputs={"ちゅぱちゅぱ": "ちゅぱちゅぱ"})
+    engine = make_engine(backend, start=True)
+    result = engine.submit("ちゅぱちゅぱ").result(T)
+    assert result == Translation("ちゅぱちゅぱ", "ちゅぱちゅぱ", "leftover kana", "model")
+    assert len(backend.calls) == 2 and engine.stats["flagged"] == 1
+    assert memory.accepted() == []  # flagged rows are never training data
+    again = engine.submit("ちゅぱちゅぱ")
+    assert again.done() and again.result().problem == "leftover kana" and len(backend.calls) == 2
+
+
+def test_glossary_term_must_be_used(make_engine) -> None:
+    backend = FakeBackend({"ミナちゃん": "小米"}, retry_outputs={"ミナちゃん": "米娜酱"})
+    engine = make_engine(backend, start=True)
+    result = engine.submit("ミナちゃん", glossary=[GlossaryEntry("ミナ", "米娜")]).result(T)
+    assert result.text == "米娜酱" and result.problem is None and len(backend.calls) == 2
+
+
+def test_backend_exception_fails_only_that_batch(make_engine, caplog) -> None:
+    backend = FakeBackend(fail_on={"あいう"})
+    engine = make_engine(backend, batch_size=2, start=False)
+    futures = [engine.submit(s) for s in ("あいう", "かきく", "さしす", "たちつ")]
+    with caplog.at_level(logging.ERROR):
+        engine.start()
+        for f in futures[2:]:
+            assert f.result(T).problem is None
+    for f in futures[:2]:
+        with pytest.raises(RuntimeError, match="out of memory"):
+            f.result(T)
+    assert "2 rows" in caplog.text and "padded tokens" in caplog.text
+    assert engine.stats["failed_batches"] == 1
+    assert engine.submit("かきく").result(T).origin == "model"  # the loop goes on; nothing was cached
+
+
+def test_max_new_tokens_follows_the_source_length(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend, start=True, max_new_tokens_ratio=3.0, min_new_tokens=16)
+    long_source = "あ" * 20
+    engine.submit(long_source).result(T)
+    engine.submit("あ").result(T)
+    assert [c.max_new_tokens for c in backend.calls] == [(60,), (16,)]
+
+
+def test_close_finishes_the_batch_in_flight_and_cancels_the_queue(make_engine) -> None:
+    backend = FakeBackend()
+    engine = make_engine(backend, batch_size=1)
+    backend.block()
+    engine.start()
+    flying = engine.submit("いま")
+    assert backend.started.wait(T)
+    queued = engine.submit("あとで")
+    engine.close(wait=False)
+    assert queued.cancelled()
+    backend.release()
+    assert flying.result(T).origin == "model"
+    engine.close()
+    assert backend.rows == ["いま"]
+    with pytest.raises(RuntimeError):
+        engine.submit("もう遅い")
+
+
+def test_swap_backend_lets_the_running_batch_finish_on_the_old_one(make_engine, memory) -> None:
+    old = FakeBackend(identity="base+lora-1")
+    new = FakeBackend({"つぎ": "下一个"}, identity="base+lora-2")
+    engine = make_engine(old, batch_size=1)
+    old.block()
+    engine.start()
+    first = engine.submit("まえ")
+    assert old.started.wait(T)
+    second = engine.submit("つぎ")
+    engine.swap_backend(new)
+    assert engine.identity == "base+lora-2"
+    old.release()
+    assert first.result(T).origin == "model" and second.result(T).text == "下一个"
+    assert old.rows == ["まえ"] and new.rows == ["つぎ"]
+    assert engine.lookup("つぎ").text == "下一个"
+
+
+def test_submit_many_lands_in_one_plan_while_the_worker_runs(make_engine) -> None:
+    from asmr_daemon.engine.engine import Segment
+
+    backend = FakeBackend()
+    engine = make_engine(backend, start=True)
+    assert engine.submit("さいしょ").result(T)  # the worker is up and idle
+    futures = engine.submit_many([Segment("いち"), Segment("に"), Segment("さん")])
+    assert [f.result(T).text for f in futures] == [fake_translate(s) for s in ("いち", "に", "さん")]
+    assert sorted(backend.calls[1].sources) == sorted(["いち", "に", "さん"])
+    assert engine.stats()["batches"] == engine.stats["batches"] == 2  # a dict, also callable

@@ -1,0 +1,91 @@
+"""Translation memory on a real SQLite file in a temp dir."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+from asmr_daemon.config import DecodingSettings
+from asmr_daemon.engine.memory import TranslationMemory, context_key, normalize, translation_key
+from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
+from asmr_daemon.engine.requests import Translation
+
+BASE = dict(identity="glm2+lora-a", template="{source}", decoding=DecodingSettings())
+
+
+def key(source: str = "おはよう", **changes: object) -> str:
+    return translation_key(source, **{**BASE, **changes})  # type: ignore[arg-type]
+
+
+def test_wal_mode_and_idempotent_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "tm.sqlite3"
+    first = TranslationMemory(path)
+    assert first.journal_mode() == "wal"
+    first.put("k", source="はい", text="是", problem=None, identity="x")
+    second = TranslationMemory(path)  # a second process (CLI status) opening the same file
+    assert second.applied_migrations() == [1] == first.applied_migrations()
+    assert second.get("k") == Translation("はい", "是", None, "memory")
+    first.close()
+    second.close()
+    third = TranslationMemory(path)
+    assert third.stats() == {"translations": 1, "flagged": 0, "corrections": 0}
+    third.close()
+
+
+def test_key_depends_on_everything_that_decides_the_output() -> None:
+    base = key()
+    variants = [
+        key("おやすみ"),
+        key(identity="glm2+lora-b"),
+        key(template="翻译：{source}"),
+        key(decoding=dataclasses.replace(DecodingSettings(), retry_repetition_penalty=1.5)),
+        key(decoding=dataclasses.replace(DecodingSettings(), min_new_tokens=8)),
+        key(context=[ContextLine("ねえ")]),
+        key(glossary=[GlossaryEntry("ミナ", "米娜")]),
+        key(glossary=[GlossaryEntry("ミナ", "美奈")]),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+    # Same text, different spacing or Unicode composition: same key.
+    assert key(" おはよう\u3000") == base
+    assert key("か\u3099") == key("が")
+    # Known translations of context lines are hints, not part of the key.
+    assert key(context=[ContextLine("ねえ", "喂")]) == key(context=[ContextLine("ねえ")])
+
+
+def test_normalize_keeps_full_width_punctuation() -> None:
+    assert normalize("  ねえ！　聞いて？ \n") == "ねえ！ 聞いて？"
+
+
+def test_two_threads_two_connections(memory: TranslationMemory) -> None:
+    seen: dict[str, int] = {}
+
+    def writer(name: str) -> None:
+        seen[name] = id(memory._conn())
+        for i in range(30):
+            memory.put(f"{name}{i}", source=f"{name}{i}", text="译", problem=None, identity="x")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen["a"] != seen["b"]
+    assert memory.stats()["translations"] == 60
+    assert memory.get("b29") is not None
+
+
+def test_corrections_and_exports(memory: TranslationMemory) -> None:
+    ctx = context_key([ContextLine("ねえ")])
+    assert context_key([]) == ""
+    memory.put("k1", source="はい", text="是", problem=None, identity="x")
+    memory.put("k2", source="ちゅぱちゅぱ", text="ちゅぱちゅぱ", problem="leftover kana", identity="x")
+    memory.record_correction(" すき ", "喜欢")
+    memory.record_correction("すき", "我喜欢", ctx)
+    memory.record_correction("すき", "最喜欢了")  # a later correction replaces the earlier one
+    assert memory.correction_for("すき") == "最喜欢了"
+    assert memory.correction_for("すき", ctx) == "我喜欢"
+    assert memory.correction_for("きらい") is None
+    assert memory.corrections() == [("すき", "我喜欢"), ("すき", "最喜欢了")]
+    assert memory.accepted() == [("はい", "是")]
+    assert memory.stats() == {"translations": 2, "flagged": 1, "corrections": 2}

@@ -1,0 +1,142 @@
+"""The scheduler alone: plain requests, no threads, no model."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+
+from asmr_daemon.engine.requests import Priority, Request, RequestStatus
+from asmr_daemon.engine.scheduler import Scheduler
+
+_ids = itertools.count()
+
+
+def req(key: str, *, prompt: int = 10, new: int = 10, priority: Priority = Priority.BATCH,
+        prepared: bool = True) -> Request:
+    number = next(_ids)
+    return Request(request_id=number, key=key, source=key, prompt=key, priority=priority, arrival=number,
+                   prompt_ids=[0] * prompt if prepared else None, max_new_tokens=new,
+                   futures=[concurrent.futures.Future()])
+
+
+def keys(plan) -> list[str]:
+    return [r.key for r in plan.requests]
+
+
+def test_status_order_and_request_order() -> None:
+    assert RequestStatus.WAITING < RequestStatus.RUNNING < RequestStatus.FINISHED
+    assert RequestStatus.CANCELLED.is_finished and not RequestStatus.RUNNING.is_finished
+    a, b = req("a"), req("b", priority=Priority.INTERACTIVE)
+    assert sorted([a, b]) == [b, a]
+
+
+def test_interactive_before_batch_even_when_later() -> None:
+    s = Scheduler()
+    for k in "abc":
+        s.add(req(k))
+    s.add(req("x", priority=Priority.INTERACTIVE))
+    s.add(req("y", priority=Priority.INTERACTIVE))
+    plan = s.plan(max_batch=8, token_budget=10_000)
+    assert keys(plan) == ["x", "y"] and plan.priority is Priority.INTERACTIVE
+    assert keys(s.plan(8, 10_000)) == ["a", "b", "c"]
+    assert s.plan(8, 10_000) is None
+
+
+def test_length_sorted_within_the_batch() -> None:
+    s = Scheduler()
+    for k, n in [("long", 50), ("short", 5), ("mid", 20)]:
+        s.add(req(k, prompt=n))
+    plan = s.plan(8, 10_000)
+    assert keys(plan) == ["short", "mid", "long"]
+    assert plan.padded_tokens == 3 * 60
+
+
+def test_batch_size_respected_and_oldest_always_served() -> None:
+    s = Scheduler(window_factor=2)
+    lengths = [40, 5, 6, 7, 41, 42]  # oldest is long: it must not starve behind short ones
+    for i, n in enumerate(lengths):
+        s.add(req(f"r{i}", prompt=n))
+    first = s.plan(max_batch=3, token_budget=10_000)
+    assert len(first.requests) == 3 and "r0" in keys(first)
+    assert keys(first) == ["r0", "r4", "r5"]  # window r0..r5 sorted: [r1 r2 r3] [r0 r4 r5]
+    assert keys(s.plan(3, 10_000)) == ["r1", "r2", "r3"]
+
+
+def test_token_budget_counts_padding() -> None:
+    s = Scheduler()
+    for k in "abcd":
+        s.add(req(k, prompt=15, new=10))  # 25 tokens a row
+    plan = s.plan(max_batch=8, token_budget=60)
+    assert keys(plan) == ["a", "b"] and plan.padded_tokens == 50
+    big = Scheduler()
+    big.add(req("huge", prompt=500))
+    assert keys(big.plan(8, 60)) == ["huge"]  # alone, rather than never
+
+
+def test_unprepared_requests_are_not_planned() -> None:
+    s = Scheduler()
+    r = req("a", prepared=False)
+    s.add(r)
+    assert s.plan(8, 1000) is None and not s.has_ready()
+    r.prompt_ids = [1, 2]
+    assert keys(s.plan(8, 1000)) == ["a"]
+
+
+def test_identical_keys_share_one_request_waiting_or_running() -> None:
+    s = Scheduler()
+    first = req("same")
+    second = req("same")
+    assert s.add(first) is first
+    assert s.add(second) is first
+    assert len(first.futures) == 2 and s.num_waiting == 1
+    s.plan(8, 1000)
+    third = req("same")
+    assert s.add(third) is first and len(first.futures) == 3  # in flight: still computed once
+    assert s.num_waiting == 0 and s.num_running == 1
+    s.finish([first])
+    assert s.num_running == 0 and first.status is RequestStatus.FINISHED
+    fourth = req("same")
+    assert s.add(fourth) is fourth  # finished work is the memory's business, not ours
+
+
+def test_interactive_duplicate_upgrades_waiting_batch_request() -> None:
+    s = Scheduler()
+    for k in "abc":
+        s.add(req(k))
+    s.add(req("b", priority=Priority.INTERACTIVE))
+    assert keys(s.plan(8, 1000)) == ["b"]
+    batch_dup = req("a", priority=Priority.BATCH)
+    s.add(batch_dup)
+    assert keys(s.plan(8, 1000)) == ["a", "c"]
+
+
+def test_cancel_drops_request_only_when_nobody_waits() -> None:
+    s = Scheduler()
+    a1, a2, b = req("a"), req("a"), req("b")
+    for r in (a1, a2, b):
+        s.add(r)
+    assert s.cancel(a1.futures[0]) is None  # a2 still waits
+    b_future = b.futures[0]
+    assert s.cancel(b_future) is b and b.status is RequestStatus.CANCELLED
+    assert s.cancel(b_future) is None  # idempotent
+    assert s.cancel(concurrent.futures.Future()) is None  # unknown future
+    assert keys(s.plan(8, 1000)) == ["a"]
+    assert a1.futures == a2.futures and len(a1.futures) == 1
+
+
+def test_cancel_of_a_running_request_keeps_it_running() -> None:
+    s = Scheduler()
+    a = req("a")
+    s.add(a)
+    s.plan(8, 1000)
+    assert s.cancel(a.futures[0]) is None
+    assert a.status is RequestStatus.RUNNING and a.futures == []
+
+
+def test_drain_returns_waiting_only() -> None:
+    s = Scheduler()
+    for k in "ab":
+        s.add(req(k))
+    s.plan(max_batch=1, token_budget=1000)
+    drained = s.drain()
+    assert [r.key for r in drained] == ["b"] and s.num_waiting == 0 and s.num_running == 1
