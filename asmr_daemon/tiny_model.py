@@ -124,21 +124,23 @@ def train_sentencepiece(lines: Sequence[str], out_path: Path, vocab_size: int = 
 # ---------------------------------------------------------------------------------------------
 
 
-def tiny_glm_config(sp_vocab_size: int) -> GlmConfig:
+def tiny_glm_config(sp_vocab_size: int, *, hidden_size: int = 128, intermediate_size: int = 256,
+                    num_attention_heads: int = 4, num_key_value_heads: int = 2, head_dim: int = 32) -> GlmConfig:
     """The tiny architecture: ChatGLM2's shape (MQA, partial rotary, qkv bias) at 128 hidden.
 
     head_dim 32 because vLLM's CPU attention rejects smaller/odd head sizes (DESIGN §9). The vocab
     holds the SentencePiece pieces, then the five specials, padded to a multiple of 64 like 65024.
+    Unit tests shrink the shape further with the keyword arguments.
     """
     vocab = -(-(sp_vocab_size + len(SPECIAL_TOKENS)) // 64) * 64
     return GlmConfig(
         vocab_size=vocab,
-        hidden_size=128,
-        intermediate_size=256,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
         rms_norm_eps=1e-5,
         max_position_embeddings=2048,
         attention_bias=True,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from asmr_daemon.cli import add_model_arguments, model_overrides
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("detail", overflow="fold")
     for check in checks:
         mark = {True: "[green]ok[/]", False: "[red]FAIL[/]", None: "[dim]-[/]"}[check.ok]
-        table.add_row(check.name, mark, check.detail)
+        table.add_row(check.name, mark, escape(check.detail))
     Console().print(table)
     return 1 if any(check.ok is False for check in checks) else 0
 
@@ -81,7 +82,7 @@ def _torch() -> str:
 def _japanese_pipeline() -> str:
     from asmr_daemon.scripts import get_segmenter
 
-    sample = "おかえりなさい。今日もお疲れさまでした！"
+    sample = "おかえりなさい、お兄ちゃん。今日もお疲れさまでした！ゆっくり休んでくださいね。"
     segments = get_segmenter().split(sample)
     return f"spaCy ja + SudachiPy: {sample!r} -> {len(segments)} sentences"
 

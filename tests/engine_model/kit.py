@@ -4,15 +4,14 @@ product)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 from safetensors.torch import save_file
 from transformers import GlmConfig, GlmForCausalLM
 
+from asmr_daemon import tiny_model
 from asmr_daemon.engine import chatglm2
 
 LINES = [
@@ -31,44 +30,14 @@ LINES = [
 
 
 def train_sentencepiece(path: Path, vocab_size: int = 420) -> Path:
-    """A tiny unigram model with ChatGLM2-like settings (byte fallback, `\\n` kept)."""
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(LINES),
-        model_writer=buf,
-        vocab_size=vocab_size,
-        model_type="unigram",
-        character_coverage=1.0,
-        byte_fallback=True,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        user_defined_symbols=["\n"],
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    path.write_bytes(buf.getvalue())
-    return path
+    """A tiny unigram model with ChatGLM2-like settings, trained on ``LINES`` (the product's trainer)."""
+    return tiny_model.train_sentencepiece(LINES, path, vocab_size)
 
 
 def tiny_config(sp_size: int, *, hidden: int = 64, heads: int = 4, kv_heads: int = 2, head_dim: int = 16) -> GlmConfig:
-    vocab = ((sp_size + 5 + 63) // 64) * 64  # padded like ChatGLM2's 65024
-    return GlmConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        rms_norm_eps=1e-5,
-        max_position_embeddings=512,
-        attention_bias=True,
-        tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5},
-        pad_token_id=0,
-        eos_token_id=2,
-        bos_token_id=1,
-    )
+    """Smaller than the product's tiny model: these tests need only random weights, not learning."""
+    return tiny_model.tiny_glm_config(sp_size, hidden_size=hidden, intermediate_size=128, num_attention_heads=heads,
+                                      num_key_value_heads=kv_heads, head_dim=head_dim)
 
 
 def random_model(config: GlmConfig, seed: int = 0) -> GlmForCausalLM:

@@ -12,74 +12,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from .notify import NotifyListener
+from .e2e import READY_TIMEOUT, final_outputs, logs, wait_until
 
 pytestmark = pytest.mark.slow
-
-READY_TIMEOUT = 300.0
-
-
-@pytest.fixture
-def world(tmp_path, request):
-    try:
-        tiny_kit = request.getfixturevalue("tiny_kit")
-    except pytest.FixtureLookupError:
-        pytest.skip("the tiny_kit fixture (tests/conftest.py) is not available")
-    # AF_UNIX paths are limited to 108 bytes: keep the sockets in a short temp dir.
-    short = Path(tempfile.mkdtemp(prefix="asmr-e2e-", dir="/tmp"))
-    runtime = short / "run"
-    runtime.mkdir(mode=0o700)
-    listener = NotifyListener(short / "notify.sock")
-    folders = {name: tmp_path / name for name in ("inbox", "outbox", "state")}
-    procs: list[subprocess.Popen] = []
-    expected = tiny_kit.expected if isinstance(tiny_kit.expected, str) else Path(tiny_kit.expected).read_text(encoding="utf-8")
-
-    def spawn() -> subprocess.Popen:
-        env = {**os.environ, "NOTIFY_SOCKET": str(listener.path), "XDG_RUNTIME_DIR": str(runtime),
-               "ASMR_WATCH_STABLE_SECONDS": "0.3", "ASMR_WATCH_RESCAN_SECONDS": "2", "PYTHONUNBUFFERED": "1"}
-        env.pop("WATCHDOG_USEC", None)
-        log = open(tmp_path / f"daemon-{len(procs)}.log", "w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "asmr_daemon", "serve", "--base-model", str(tiny_kit.base_dir),
-             "--adapter", str(tiny_kit.adapter_dir), "--device", "cpu",
-             "--inbox", str(folders["inbox"]), "--outbox", str(folders["outbox"]),
-             "--state-dir", str(folders["state"])],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
-
-    yield {"spawn": spawn, "notify": listener, "expected": expected, "script": Path(tiny_kit.script), **folders,
-           "logs": tmp_path}
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    listener.close()
-    shutil.rmtree(short, ignore_errors=True)
-
-
-def logs(world) -> str:
-    return "\n".join(p.read_text(errors="replace") for p in sorted(world["logs"].glob("daemon-*.log")))
-
-
-def final_outputs(outbox: Path) -> list[Path]:
-    return [p for p in outbox.rglob("*") if p.is_file() and not p.name.startswith(".")]
-
-
-def wait_until(condition, timeout: float, what: str, world=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}\n{logs(world) if world else ''}")
 
 
 def test_ready_after_loading_translate_and_sigterm(world):
