@@ -23,6 +23,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lsp": ("lsp", "stdio language server for editors that spawn a command (bridges to the daemon)"),
     "convert": ("convert", "convert a ChatGLM2 checkpoint/adapter to the native format once"),
     "train": ("train", "fine-tune a LoRA adapter on translation pairs"),
+    "export-dataset": ("export_dataset", "write your corrections from the translation memory as training data"),
+    "import-pairs": ("import_pairs", "make training data from a bilingual script or a script and its translation"),
+    "use-adapter": ("use_adapter", "switch the running daemon to another LoRA adapter (no base-model reload)"),
     "status": ("status", "show whether the daemon runs, the model, the queue and recent failures"),
     "doctor": ("doctor", "check the installation, the Japanese pipeline and the configured model"),
     "install-service": ("install_service", "install the systemd user service"),
@@ -42,6 +45,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--adapter", metavar="DIR", help="peft LoRA adapter directory")
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to run the model (default: auto)")
     group.add_argument("--quantize", choices=["none", "4bit", "8bit"], help="load the base model quantized (CUDA only)")
+    group.add_argument("--backend", choices=["local", "openai"],
+                       help="generate with the resident model, or on the [openai] server (vLLM) (default: local)")
 
 
 def model_overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
@@ -51,6 +56,7 @@ def model_overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
         ("model", "adapter"): getattr(args, "adapter", None),
         ("model", "device"): getattr(args, "device", None),
         ("model", "quantize"): getattr(args, "quantize", None),
+        ("model", "backend"): getattr(args, "backend", None),
     }
 
 

@@ -115,8 +115,34 @@ class LspSettings:
 
 
 @dataclass
+class OpenAISettings:
+    """``[model] backend = "openai"``: generation on an OpenAI-compatible server (vLLM).
+
+    The daemon still reads the tokenizer from ``[model] base_model`` (the converted directory the
+    server was started on): it sends token ids and decodes the returned ids itself.
+    """
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # The served base model name (``vllm serve DIR --served-model-name NAME``; by default DIR itself).
+    model: str = ""
+    # A served LoRA name (``--lora-modules NAME=DIR``); empty = the base model alone.
+    adapter: str = ""
+    # Name of the environment variable that holds the API key (``vllm serve --api-key``); the key
+    # itself never goes into the config file.
+    api_key_env: str = "ASMR_OPENAI_API_KEY"
+    # Per HTTP request; timeouts, connection errors, 429 and 5xx are retried ``retries`` times with
+    # exponential backoff, then the batch waits (the daemon keeps its files queued).
+    timeout_seconds: float = 60.0
+    # Requests in flight at once (vLLM batches them); the engine's micro-batch ([engine] batch_size)
+    # is what reaches the server together, so raise both for a big GPU server.
+    max_concurrent: int = 32
+    retries: int = 3
+
+
+@dataclass
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
     paths: PathSettings = field(default_factory=PathSettings)
     prompt: PromptSettings = field(default_factory=PromptSettings)
     decoding: DecodingSettings = field(default_factory=DecodingSettings)

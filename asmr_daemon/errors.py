@@ -87,3 +87,17 @@ class DaemonNotRunning(AsmrError):
 
 class NotBuiltYet(AsmrError):
     """A subcommand that exists in the interface but is not implemented yet."""
+
+
+class BackendUnavailable(AsmrError):
+    """The generation server (``[model] backend = "openai"``) cannot be reached or is not ready:
+    connection refused, timeouts or 5xx after the retries, or the configured model is not served.
+    Temporary by nature: the daemon keeps such jobs queued and tries again later."""
+
+
+class BackendError(AsmrError):
+    """The generation server refused a request for a reason retrying will not fix (a 4xx answer)."""
+
+
+class DatasetError(AsmrError):
+    """A training data set (JSON Lines, a bilingual script, two aligned files) cannot be used."""

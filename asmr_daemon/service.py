@@ -170,6 +170,11 @@ def check_folders(settings: Settings) -> Folders:
     return folders
 
 
+# How long the job worker waits before trying again while the generation server is unreachable
+# (the backend itself already retried each request with backoff for a few seconds).
+BACKEND_RETRY_SECONDS = 5.0
+
+
 class Daemon:
     """The watch-folder daemon. ``run()`` blocks until SIGTERM/SIGINT (or ``stop()``)."""
 
@@ -375,7 +380,10 @@ class Daemon:
                 self._current = None
             if state is not JobState.QUEUED:
                 self.watcher.release(self.folders.inbox / job.source)
-            self._write_status(current=None)
+            self._write_status(current=None, backend_problem=self.runner.backend_problem)
+            if self.runner.backend_problem is not None:
+                # The generation server is down: its jobs stay queued; look again in a while.
+                self._stop.wait(BACKEND_RETRY_SECONDS)
 
     def _refuse_unstable(self, item: Unstable) -> None:
         assert self.store is not None and self.watcher is not None

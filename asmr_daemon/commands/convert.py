@@ -91,4 +91,16 @@ def run(args: argparse.Namespace) -> int:
             f"[green]wrote[/] adapter {adapter_dst}: adapter_config.json, adapter_model.safetensors "
             f"(targets {', '.join(acfg.get('target_modules') or [])})"
         )
+    console.print(f"[dim]serve with vLLM: {vllm_command(dst, adapter_dst, acfg.get('r') if adapter_dst else None)}[/]")
     return 0
+
+
+def vllm_command(model: Path, adapter: Path | None, rank: int | None) -> str:
+    """How to serve a converted directory with vLLM for ``backend = "openai"``: no remote code, and no
+    tokenizer on the server (the daemon sends and receives token ids; see engine/remote.py)."""
+    command = f"vllm serve {model} --skip-tokenizer-init"
+    if adapter is not None:
+        command += f" --enable-lora --lora-modules NAME={adapter}"
+        if rank and rank > 16:  # vLLM's default --max-lora-rank
+            command += f" --max-lora-rank {next(r for r in (32, 64, 128, 256, 320, 512) if r >= rank)}"
+    return command

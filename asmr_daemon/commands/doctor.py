@@ -56,11 +56,24 @@ def collect_checks(settings: Settings) -> list[Check]:
     checks.append(Check("config file", None, str(settings.source_file) if settings.source_file
                         else "none (defaults, environment and flags only)"))
     checks.append(_directory_check("base model", settings.model.base_model, _describe_base_model))
-    checks.append(_directory_check("adapter", settings.model.adapter, _describe_adapter))
+    if settings.model.backend == "openai" and settings.openai.adapter:
+        checks.append(Check("adapter", None, f"{settings.openai.adapter!r}, served by the generation server"))
+    else:
+        checks.append(_directory_check("adapter", settings.model.adapter, _describe_adapter))
+    if settings.model.backend == "openai":
+        checks.append(_generation_server(settings))
     for name, path in (("inbox", settings.paths.inbox), ("outbox", settings.paths.outbox),
                        ("state dir", settings.paths.state_dir)):
         checks.append(Check(name, None, f"{path}{'' if path.exists() else ' (created on first run)'}"))
     return checks
+
+
+def _generation_server(settings: Settings) -> Check:
+    """``backend = "openai"``: is the server up, and does it serve the configured model and adapter?"""
+    from asmr_daemon.engine.remote import probe
+
+    ok, detail = probe(settings.openai)
+    return Check("generation server", ok, detail)
 
 
 def _guard(name: str, probe: Callable[[], str]) -> Check:

@@ -8,7 +8,6 @@ instead.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from asmr_daemon import cli
@@ -32,10 +31,8 @@ def run(args: argparse.Namespace) -> int:
         from asmr_daemon.lsp.endpoint import default_socket_path
 
         return bridge.run_bridge(Path(args.socket) if args.socket else default_socket_path())
-    from asmr_daemon.commands.serve import NO_MODEL_HINT
-    from asmr_daemon.errors import ConfigError
+    from asmr_daemon.runtime import require_base_model
 
     settings = load_settings(config_file, {**cli.model_overrides(args), ("paths", "state_dir"): args.state_dir})
-    if settings.model.base_model is None:
-        raise ConfigError("no base model configured", NO_MODEL_HINT)
-    return bridge.run_standalone(settings, Path(os.path.abspath(settings.paths.state_dir)))
+    require_base_model(settings)
+    return bridge.run_standalone(settings)

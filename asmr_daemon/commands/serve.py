@@ -2,7 +2,8 @@
 
 Under systemd (asmr-daemon install-service) it reports READY=1 once the model is loaded, pings
 the watchdog, and stops cleanly on SIGTERM (finishing the file in flight); SIGHUP reloads the
-settings.
+settings, and a changed ``[model] adapter`` switches adapters without reloading the base model
+(as ``asmr-daemon use-adapter DIR`` and the editor command ``asmr.useAdapter`` do).
 """
 
 from __future__ import annotations
@@ -75,17 +76,31 @@ def run(args: argparse.Namespace) -> int:
 
                 translate_file(engine, src, dest, current["settings"])
 
+            def use_adapter(adapter_dir: Path) -> str:
+                """Hot switch (CLI, editors, SIGHUP): the base stays loaded; status shows the new adapter."""
+                adapter_dir = Path(os.path.abspath(adapter_dir))
+                log.info("switching to adapter %s", adapter_dir)
+                identity = engine.use_adapter(adapter_dir)
+                model_info.update(adapter=str(adapter_dir), identity=identity, base_loads=base_load_count())
+                status.update(model={**status.data.get("model", {}), **model_info})
+                log.info("adapter %s active (identity %s); the base model was not reloaded", adapter_dir, identity)
+                return identity
+
             def on_reload(new: Any) -> None:
-                if (new.model.base_model, new.model.adapter) != (settings.model.base_model, settings.model.adapter):
-                    # Switching adapters while the engine generates needs the engine's own swap
-                    # (arrives with the training issue); until then say so instead of racing it.
-                    log.warning("model or adapter changes take effect after a restart "
+                old = current["settings"].model
+                if (new.model.base_model, new.model.backend) != (old.base_model, old.backend):
+                    log.warning("base model or backend changes take effect after a restart "
                                 "(systemctl --user restart asmr-daemon)")
+                elif new.model.adapter != old.adapter:
+                    if new.model.adapter is None:
+                        log.warning("running without an adapter takes effect after a restart")
+                    else:
+                        use_adapter(new.model.adapter)  # AdapterError: the reload fails, old settings stay
                 current["settings"] = new
 
             daemon = Daemon(settings, translate, model_info=model_info,
                             reload_settings=lambda: load_settings(config_file, flags), on_reload=on_reload,
-                            extra_services=lsp_services(engine, settings),
+                            extra_services=lsp_services(engine, settings, use_adapter),
                             status_extra=lambda: {"engine": dict(engine.stats)},
                             lock=lock, status=status)
             return daemon.run()
@@ -105,12 +120,20 @@ def describe(loaded: Any, engine: Any) -> dict[str, Any]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "memory_bytes": loaded.memory_bytes,
+        "base_loads": base_load_count(),
     }
 
 
-def lsp_services(engine: Any, settings: Any) -> list[Any]:
+def lsp_services(engine: Any, settings: Any, use_adapter: Any = None) -> list[Any]:
     """Hook for the editor endpoint (Unix socket, plus TCP with ``--lsp-tcp``): services with
     start()/stop() that the daemon runs next to the watch folder."""
     from asmr_daemon.lsp.endpoint import LspEndpoint
 
-    return [LspEndpoint(engine, settings)]
+    return [LspEndpoint(engine, settings, use_adapter=use_adapter)]
+
+
+def base_load_count() -> int:
+    """How often this process loaded base-model weights (1 in a daemon, whatever the adapter switches)."""
+    from asmr_daemon.engine.loading import base_load_count as count
+
+    return count()

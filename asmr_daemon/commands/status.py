@@ -55,6 +55,23 @@ def _gib(value: Any) -> str:
     return f"{int(value) / 2**30:.2f} GiB" if isinstance(value, (int, float)) else "?"
 
 
+def _generation_server(settings: Any, record: dict[str, Any] | None) -> tuple[bool, str] | None:
+    """With ``backend = "openai"`` (the settings, or the running daemon's record): a live probe of the
+    server, so an outage shows even while nothing is being translated. None for the local backend."""
+    from dataclasses import replace
+
+    model = (record or {}).get("model") or {}
+    device = str(model.get("device") or "")
+    if not device.startswith("remote ") and settings.model.backend != "openai":
+        return None
+    openai = settings.openai
+    if device.startswith("remote "):  # what the daemon actually uses beats the config file
+        openai = replace(openai, base_url=device.removeprefix("remote "), model=str(model.get("base_model") or openai.model))
+    from asmr_daemon.engine.remote import probe
+
+    return probe(openai)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -79,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row("started", _when(record.get("started")))
         table.add_row("model", str(model.get("base_model", "?")) + ("" if model.get("loaded") else " (loading)"))
         table.add_row("adapter", str(model.get("adapter") or "none"))
+        if model.get("base_loads") is not None:
+            table.add_row("base model loads", str(model["base_loads"]))
         table.add_row("device", f"{model.get('device', '?')} {model.get('dtype', '')}".strip())
         table.add_row("model memory", _gib(model.get("memory_bytes")))
         table.add_row("process memory", _gib(record.get("rss_bytes")))
@@ -86,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row("outbox", str(record.get("outbox", settings.paths.outbox)))
         if record.get("current"):
             table.add_row("translating", str(record["current"]))
+    server = _generation_server(settings, record)
+    if server is not None:
+        ok, detail = server
+        table.add_row("generation server", f"[green]{detail}[/]" if ok else f"[red]unreachable: {detail}[/]")
     table.add_row("state dir", str(state_dir))
     queue = read_only_counts(state_dir / JOBS_FILE)
     if queue is None:

@@ -3,31 +3,88 @@
 It only runs the model; the scheduler decides what goes into a batch. A prompt gives the same tokens
 alone or in a batch: prompts are left-padded with an attention mask, and ``generate`` derives the
 position ids from that mask (``cumsum - 1``), so every prompt's positions start at 0 as when alone.
+
+Adapters: several ``LocalBackend``s may share one ``LoadedModel``, each with its own named peft
+adapter (``with_adapter``); each generate call activates its own, so the engine can finish old
+requests on the old adapter while new ones use the new. The base model is loaded once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+from pathlib import Path
+from typing import Any
+
 import torch
 from transformers import GenerationConfig
 
-from asmr_daemon.engine.loading import LoadedModel
+from asmr_daemon.engine.loading import LoadedModel, PreparedAdapter, attach_prepared, prepare_adapter
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
+
+_adapter_names = itertools.count(1)
 
 
 class LocalBackend:
-    """Greedy generation on a ``LoadedModel``. Call from the one thread that owns the model."""
+    """Greedy generation on a ``LoadedModel``. Call ``encode``/``generate``/``decode``/``retire``
+    from the one thread that owns the model; ``with_adapter`` from any thread."""
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, *, adapter: PreparedAdapter | None = None) -> None:
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
         # Special tokens the checks look for in outputs (they must never leak into a translation).
         self.special_tokens: tuple[str, ...] = tuple(SPECIAL_TOKENS)
+        # The base alone: once another backend wraps the model in peft, run with adapters disabled.
+        # (A peft model handed in without a named adapter -- training's -- is used as it is.)
+        self._base_only = loaded.adapter_identity is None and not _is_peft(loaded.model)
+        if adapter is None:  # the adapter attached by load_model, if any
+            self.adapter_name = loaded.adapter_name
+            self.adapter_identity = loaded.adapter_identity
+            self.adapter_dir = loaded.adapter_dir
+        else:
+            self.adapter_name = f"adapter-{next(_adapter_names)}"
+            self.adapter_identity = adapter.identity
+            self.adapter_dir = adapter.adapter_dir
+        self._pending = adapter  # attached on the worker thread, at first use
 
     @property
     def identity(self) -> str:
-        """Base + active adapter: part of every translation-memory key, so a new adapter never gets
-        another adapter's cached outputs."""
-        return f"{self.loaded.identity}+{self.loaded.adapter_identity or 'no-adapter'}"
+        """Base + this backend's adapter: part of every translation-memory key, so a new adapter
+        never gets another adapter's cached outputs."""
+        return f"{self.loaded.identity}+{self.adapter_identity or 'no-adapter'}"
+
+    def with_adapter(self, adapter_dir: Path) -> LocalBackend:
+        """A backend with ``adapter_dir`` on the same resident base model (never reloaded).
+
+        Reads, converts and shape-checks the adapter now (AdapterError if unusable); attaching it
+        to the live model waits for the new backend's first ``generate`` on the worker thread.
+        """
+        return LocalBackend(self.loaded, adapter=prepare_adapter(self.loaded, Path(adapter_dir)))
+
+    def retire(self) -> None:
+        """Free this backend's adapter (the engine calls it once nothing runs on it any more)."""
+        self._pending = None
+        model = self.loaded.model
+        if (self.adapter_name is not None and _is_peft(model)
+                and self.adapter_name in model.peft_config and len(model.peft_config) > 1):
+            model.delete_adapter(self.adapter_name)
+            self.adapter_name = None
+
+    def _activate(self) -> contextlib.AbstractContextManager[Any]:
+        """Make this backend's adapter the active one (attaching it first if new)."""
+        if self._pending is not None:
+            attach_prepared(self.loaded, self._pending, self.adapter_name or "default")
+            self._pending = None
+        model = self.loaded.model
+        if not _is_peft(model):
+            return contextlib.nullcontext()
+        if self.adapter_name is None:
+            return model.disable_adapter() if self._base_only else contextlib.nullcontext()
+        if self.adapter_name not in model.peft_config:
+            raise RuntimeError(f"adapter {self.adapter_dir} was retired and cannot run any more")
+        if model.active_adapter != self.adapter_name:
+            model.set_adapter(self.adapter_name, inference_mode=True)
+        return contextlib.nullcontext()
 
     def encode(self, prompt: str) -> list[int]:
         """Token ids of a prompt text, as ChatGLM2 builds them ([gMASK], sop, pieces)."""
@@ -65,7 +122,7 @@ class LocalBackend:
             pad_token_id=pad,
             repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
         )
-        with torch.inference_mode():
+        with self._activate(), torch.inference_mode():
             out = self.loaded.model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
@@ -83,3 +140,9 @@ class LocalBackend:
     def decode(self, ids: list[int]) -> str:
         """Text of generated ids (specials dropped)."""
         return self.tokenizer.decode(ids)
+
+
+def _is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)

@@ -6,6 +6,12 @@ included, since fast tokenizers are not safe to share between threads — and it
 plan a micro-batch, generate, check, retry the failing rows once with a repetition penalty,
 store in memory, resolve the futures.
 
+Adapter switches (``use_adapter`` / ``swap_backend``): new requests bind to the new backend at
+once (their memory keys carry its identity); requests submitted before the switch keep the
+backend they were keyed with and finish on it, so a file is never translated half by each
+adapter. A backend nobody waits for any more is retired on the worker thread (its optional
+``retire()`` frees the adapter).
+
 Cancelling a returned future (``future.cancel()``) is how a caller that moved on says so:
 a queued request nobody else waits for is dropped before it reaches the model. Futures are
 marked running when their batch starts, so ``cancel()`` then returns False, truthfully.
@@ -19,6 +25,7 @@ import itertools
 import logging
 import math
 import threading
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 from asmr_daemon.config import DecodingSettings, EngineSettings
@@ -27,6 +34,7 @@ from asmr_daemon.engine.memory import TranslationMemory, context_key, translatio
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry, build_prompt, validate_template
 from asmr_daemon.engine.requests import Backend, Priority, Request, Translation
 from asmr_daemon.engine.scheduler import BatchPlan, Scheduler
+from asmr_daemon.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +67,9 @@ class Engine:
         self.template = validate_template(template)
         self.decoding = decoding
         self.settings = engine
-        self._backend = backend
-        self._next_backend: Backend | None = None
+        self._backend = backend  # the newest: new requests bind to it
+        self._backends: dict[str, Backend] = {backend.identity: backend}  # identity -> backend in use
+        self._swap_lock = threading.Lock()
         self._scheduler = Scheduler()
         # Re-entrant: cancelling a future runs its callback, which takes this lock, and the
         # engine itself cancels futures (close) and resolves them.
@@ -74,9 +83,15 @@ class Engine:
 
     @property
     def identity(self) -> str:
-        """The identity new requests are keyed with: the newest backend, swapped in or not."""
+        """The identity new requests are keyed with: the newest backend's."""
         with self._cond:
-            return (self._next_backend or self._backend).identity
+            return self._backend.identity
+
+    @property
+    def backend(self) -> Backend:
+        """The newest backend (the one new requests run on)."""
+        with self._cond:
+            return self._backend
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -116,7 +131,7 @@ class Engine:
                     source=segment.source, priority=Priority(priority), arrival=number,
                     prompt=build_prompt(segment.source, template=self.template, context=context,
                                         glossary=glossary),
-                    context=context, glossary=glossary, futures=[future])
+                    context=context, glossary=glossary, futures=[future], identity=identity)
                 if self._scheduler.add(request) is not request:
                     self._counts["deduplicated"] += 1
             self._cond.notify_all()
@@ -136,10 +151,25 @@ class Engine:
             self._counts["corrections_recorded"] += 1
 
     def swap_backend(self, backend: Backend) -> None:
-        """Use ``backend`` from the next batch on; the batch in flight finishes on the old one."""
+        """Run new requests on ``backend``; the batch in flight and every request submitted
+        before the swap finish on the backend they were submitted to."""
         with self._cond:
-            self._next_backend = backend
+            # Switching back to an adapter still in use keeps the backend that already has it.
+            self._backend = self._backends.setdefault(backend.identity, backend)
+            self._counts["adapter_switches"] += 1
             self._cond.notify_all()
+        log.info("new requests go to %s", backend.identity)
+
+    def use_adapter(self, adapter_dir: Path) -> str:
+        """Switch to another adapter on the same base model; returns the new identity.
+
+        Blocks while the adapter is read and checked (``Backend.with_adapter``, AdapterError when
+        unusable); the model keeps translating meanwhile. Concurrent calls are serialised.
+        """
+        with self._swap_lock:
+            new = self.backend.with_adapter(Path(adapter_dir))
+            self.swap_backend(new)
+            return new.identity
 
     def close(self, *, wait: bool = True) -> None:
         """Stop: the batch in flight finishes, queued futures are cancelled."""
@@ -164,7 +194,7 @@ class Engine:
             counts = Stats({name: 0 for name in (
                 "submitted", "memory_hits", "corrections_served", "corrections_recorded",
                 "deduplicated", "cancelled", "batches", "model_calls", "rows", "retries",
-                "flagged", "failed_batches")})
+                "flagged", "failed_batches", "adapter_switches")})
             counts.update(self._counts)
             counts["waiting"] = self._scheduler.num_waiting
             counts["running"] = self._scheduler.num_running
@@ -202,18 +232,16 @@ class Engine:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._closing and not self._scheduler.num_waiting and self._next_backend is None:
+                while not self._closing and not self._scheduler.num_waiting and not self._idle_backends():
                     self._cond.wait()
                 if self._closing:
                     return
-                if self._next_backend is not None:
-                    self._backend, self._next_backend = self._next_backend, None
-                    log.info("switched to backend %s", self._backend.identity)
-                    for request in self._scheduler.waiting():
-                        request.prompt_ids = None  # re-encode with the new backend's tokenizer
-                backend = self._backend
-                unprepared = [r for r in self._scheduler.waiting() if not r.is_prepared]
-            self._prepare(backend, unprepared)
+                retired = [self._backends.pop(identity) for identity in self._idle_backends()]
+                unprepared = [(self._backend_for(r), r) for r in self._scheduler.waiting() if not r.is_prepared]
+            for old in retired:
+                self._retire(old)
+            for backend, request in unprepared:
+                self._prepare(backend, [request])
             with self._cond:
                 if self._closing:
                     return
@@ -223,13 +251,40 @@ class Engine:
                 self._counts["batches"] += 1
                 for request in plan.requests:
                     request.futures = [f for f in request.futures if f.set_running_or_notify_cancel()]
+                backend = self._backend_for(plan.requests[0])
             try:
                 self._step(backend, plan)
             except Exception as exc:  # a bug or a backend failure: this batch only
-                log.exception("translating a batch failed: %s", _describe(plan))
+                if isinstance(exc, BackendUnavailable):  # an outage, not a bug: no traceback
+                    log.warning("a batch waits for the generation server: %s", exc.message)
+                else:
+                    log.exception("translating a batch failed: %s", _describe(plan))
                 with self._cond:
                     self._counts["failed_batches"] += 1
                 self._resolve(plan, exc)
+
+    def _backend_for(self, request: Request) -> Backend:
+        """The backend a request was submitted to (under ``_cond``)."""
+        return self._backends.get(request.identity, self._backend)
+
+    def _idle_backends(self) -> list[str]:
+        """Identities of old backends no waiting request needs any more (under ``_cond``; the
+        worker only asks between batches, so nothing is running then)."""
+        if len(self._backends) < 2:
+            return []
+        needed = {r.identity for r in self._scheduler.waiting()} | {self._backend.identity}
+        return [identity for identity in self._backends if identity not in needed]
+
+    def _retire(self, backend: Backend) -> None:
+        """Let an old backend free what it holds (e.g. its adapter's weights); worker thread only."""
+        retire = getattr(backend, "retire", None)
+        if retire is None:
+            return
+        try:
+            retire()
+            log.info("retired backend %s", backend.identity)
+        except Exception:  # freeing memory must not stop the engine
+            log.exception("retiring backend %s failed", backend.identity)
 
     def _prepare(self, backend: Backend, requests: list[Request]) -> None:
         """Tokenize new requests (worker thread only) and set their generation caps."""

@@ -43,6 +43,16 @@ class LoadedModel:
     memory_bytes: int
     base_dir: Path
     adapter_dir: Path | None
+    adapter_name: str | None = None  # the peft name of the adapter attached at load time
+
+
+# How many times this process read a base model's weights (``load_model``). A daemon loads once;
+# adapter switches must never reload the base, and the daemon's status shows this counter.
+BASE_LOADS = 0
+
+
+def base_load_count() -> int:
+    return BASE_LOADS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +336,8 @@ def load_model(
                 bar.update(task, total=1, completed=1)
     model.eval()
     model.requires_grad_(False)
+    global BASE_LOADS
+    BASE_LOADS += 1
     loaded = LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -417,16 +429,37 @@ def check_adapter_shapes(sd: dict[str, torch.Tensor], base: torch.nn.Module, con
             )
 
 
-def attach_adapter(loaded: LoadedModel, adapter_dir: Path, name: str = "default") -> str:
-    """Attach a peft LoRA under ``name`` (un-merged, so adapters can be switched) and make it active.
+@dataclass(frozen=True)
+class PreparedAdapter:
+    """An adapter read, converted to native names and checked against a base model, not yet attached.
 
-    ChatGLM2-named adapters are converted in memory. Returns the adapter identity. A second call with
-    another name adds a second adapter to the same base without reloading it.
+    Preparing is the slow part (reading and converting the weights); ``attach_prepared`` only
+    touches the live model, so a daemon prepares in any thread and attaches on the model's own.
     """
-    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 
+    adapter_dir: Path
+    identity: str
+    state_dict: dict[str, torch.Tensor]
+    lora_config: Any  # peft.LoraConfig
+
+
+def _base_of(model: Any) -> torch.nn.Module:
+    from peft import PeftModel
+
+    return model.get_base_model() if isinstance(model, PeftModel) else model
+
+
+def prepare_adapter(loaded: LoadedModel, adapter_dir: Path) -> PreparedAdapter:
+    """Read ``adapter_dir``, convert ChatGLM2 names, check every tensor fits ``loaded``'s base model.
+
+    Only reads the model (module shapes), so it may run in any thread while the model generates.
+    Raises AdapterError for a missing, broken or mismatching adapter.
+    """
+    from peft import LoraConfig
+
+    adapter_dir = Path(adapter_dir)
     raw_sd, raw_cfg, weights, identity = read_adapter(adapter_dir)
-    base = loaded.model.get_base_model() if isinstance(loaded.model, PeftModel) else loaded.model
+    base = _base_of(loaded.model)
     try:
         sd, cfg = chatglm2.convert_chatglm2_adapter(raw_sd, raw_cfg, base.config)
     except AdapterError as exc:
@@ -438,25 +471,48 @@ def attach_adapter(loaded: LoadedModel, adapter_dir: Path, name: str = "default"
         lora_config = LoraConfig.from_peft_type(**cfg)
     except (TypeError, ValueError) as exc:
         raise AdapterError(f"{adapter_dir / ADAPTER_CONFIG}: unusable LoRA config: {exc}") from exc
+    return PreparedAdapter(adapter_dir=adapter_dir, identity=identity, state_dict=sd, lora_config=lora_config)
+
+
+def attach_prepared(loaded: LoadedModel, prepared: PreparedAdapter, name: str) -> str:
+    """Add a prepared adapter under ``name`` to the resident model (wrapping it in a PeftModel the
+    first time) without making it active. Call on the thread that owns the model."""
+    from peft import PeftModel, set_peft_model_state_dict
+
     if isinstance(loaded.model, PeftModel):
         if name in loaded.model.peft_config:
             raise AdapterError(f"an adapter named {name!r} is already loaded")
-        loaded.model.add_adapter(name, lora_config)
+        loaded.model.add_adapter(name, prepared.lora_config)
         model = loaded.model
     else:
-        model = PeftModel(loaded.model, lora_config, adapter_name=name)
-    result = set_peft_model_state_dict(model, sd, adapter_name=name)
+        model = PeftModel(loaded.model, prepared.lora_config, adapter_name=name)
+    result = set_peft_model_state_dict(model, prepared.state_dict, adapter_name=name)
     missing = [k for k in result.missing_keys if f".{name}." in k and "lora_" in k]
     if result.unexpected_keys or missing:
+        if len(model.peft_config) > 1:  # a half-loaded adapter must not linger next to the others
+            model.delete_adapter(name)
         raise AdapterError(
-            f"adapter {weights} does not match its adapter_config.json: "
+            f"adapter {prepared.adapter_dir} does not match its adapter_config.json: "
             f"unexpected {list(result.unexpected_keys)[:3]}, missing {missing[:3]}"
         )
-    model.set_adapter(name)
+    model.requires_grad_(False)
     model.eval()
     loaded.model = model
+    return prepared.identity
+
+
+def attach_adapter(loaded: LoadedModel, adapter_dir: Path, name: str = "default") -> str:
+    """Attach a peft LoRA under ``name`` (un-merged, so adapters can be switched) and make it active.
+
+    ChatGLM2-named adapters are converted in memory. Returns the adapter identity. A second call with
+    another name adds a second adapter to the same base without reloading it.
+    """
+    prepared = prepare_adapter(loaded, adapter_dir)
+    identity = attach_prepared(loaded, prepared, name)
+    loaded.model.set_adapter(name, inference_mode=True)
     loaded.adapter_identity = identity
     loaded.adapter_dir = Path(adapter_dir)
+    loaded.adapter_name = name
     return identity
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
@@ -31,6 +32,18 @@ class Backend(Protocol):
         ...
 
     def decode(self, ids: list[int]) -> str:
+        ...
+
+    def with_adapter(self, adapter_dir: Path) -> "Backend":
+        """A backend on the same base model with another adapter (hot switch; the base is not reloaded).
+
+        Slow preparation (reading, converting and checking the adapter) happens here, in the
+        caller's thread, and raises ``AdapterError`` for an unusable directory. Anything that touches
+        the live model happens later on the engine's worker thread (e.g. lazily on the first
+        ``generate``), so requests in flight finish on the old adapter. The returned backend's
+        ``identity`` names the new adapter. Both backends stay usable: the engine finishes requests
+        submitted before the switch on the old one.
+        """
         ...
 
 
@@ -86,6 +99,9 @@ class Request:
     max_new_tokens: int = 0
     status: RequestStatus = RequestStatus.WAITING
     futures: list[concurrent.futures.Future[Translation]] = field(default_factory=list)
+    identity: str = ""
+    """The backend identity at submission: the request runs on that backend (and adapter) even
+    when the engine switched adapters meanwhile, so a file is never translated half by each."""
 
     @property
     def sort_key(self) -> tuple[int, int, int]:

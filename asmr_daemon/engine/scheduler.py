@@ -9,6 +9,8 @@ Pure: no threads, no locks, no torch. The engine calls it under its own lock. Po
   ``rows * longest(prompt + max_new_tokens)`` within ``token_budget``); the plan is the
   micro-batch that holds the oldest request, so similar lengths run together (little
   padding) and the queue still advances in arrival order (no starvation);
+* a micro-batch holds requests of one backend identity only (after an adapter switch, requests
+  submitted before it still run on the old adapter);
 * identical work is done once: a request whose key is already waiting or running gets the
   new future attached to the existing request instead of being queued again.
 """
@@ -127,6 +129,8 @@ class Scheduler:
         priority = min(r.priority for r in ready)
         queue = sorted(r for r in ready if r.priority == priority)
         oldest = queue[0]
+        # A batch runs on one backend: only requests bound to the oldest one's adapter.
+        queue = [r for r in queue if r.identity == oldest.identity]
         window = queue[: max(1, max_batch) * max(1, self.window_factor)]
         window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
         chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)

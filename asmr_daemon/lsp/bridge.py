@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from asmr_daemon.config import Settings
 from asmr_daemon.errors import DaemonNotRunning
 
 _CHUNK = 65536
@@ -73,7 +74,7 @@ def run_bridge(socket_path: Path) -> int:
     return pump(sock)
 
 
-def run_standalone(settings, state_dir: Path) -> int:  # type: ignore[no-untyped-def]
+def run_standalone(settings: Settings) -> int:
     """Load the model here and serve this one editor over stdio."""
     from asmr_daemon.runtime import build_engine
     from asmr_daemon.lsp.server import build_server
@@ -82,7 +83,6 @@ def run_standalone(settings, state_dir: Path) -> int:  # type: ignore[no-untyped
     protocol_out = sys.stdout
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        settings.paths.state_dir = state_dir
         engine = build_engine(settings, progress=True).engine
     try:
         server = build_server(Translator(engine, settings))

@@ -17,12 +17,13 @@ from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 
+# Which lines are Japanese sources and which their translations: shared with ``import-pairs``.
+from asmr_daemon.scripts.bilingual import bilingual_pairs, has_kana, is_source_line, is_translation_line  # noqa: F401
 from asmr_daemon.scripts.formats import clean_translation, format_for_path, parse_text, split_lines
-from asmr_daemon.scripts.model import Document, Line, LineKind
+from asmr_daemon.scripts.model import Document, Line
 
 # Editor language ids that name a subtitle format (VS Code / Neovim filetypes).
 _LANGUAGE_FORMATS = {"srt": "srt", "subrip": "srt", "vtt": "vtt", "webvtt": "vtt", "lrc": "lrc"}
-_KANA_RE = re.compile(r"[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fd-\u30ff\uff66-\uff9d]")
 _HAN_RE = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -130,40 +131,6 @@ def lines_in_range(buffer: ParsedBuffer, rng: types.Range) -> list[Line]:
     if rng.start.line > buffer.line_count:
         raise BadRequest(f"line {rng.start.line} is out of range: {buffer.uri} has {buffer.line_count} lines")
     return buffer.doc.lines[rng.start.line : min(last, buffer.line_count - 1) + 1]
-
-
-# -- which lines are Japanese sources, which are translations --------------------------------
-
-
-def has_kana(text: str) -> bool:
-    return _KANA_RE.search(text) is not None
-
-
-def is_translation_line(doc: Document, index: int) -> bool:
-    """A line right under a Japanese TEXT line that has no kana: a translation (bilingual layout).
-
-    Chinese has no kana; nearly every Japanese dialogue line has some. Such lines are not sent to
-    the translator again (no hints, no hover) and are what ``didSave`` records as corrections.
-    """
-    if index <= 0 or index >= len(doc.lines):
-        return False
-    line, above = doc.lines[index], doc.lines[index - 1]
-    return (
-        line.kind is LineKind.TEXT
-        and not has_kana(line.body)
-        and above.kind is LineKind.TEXT
-        and has_kana(above.body)
-    )
-
-
-def is_source_line(doc: Document, index: int) -> bool:
-    """A TEXT line that is to be translated (not itself the translation of the line above)."""
-    return doc.lines[index].kind is LineKind.TEXT and not is_translation_line(doc, index)
-
-
-def bilingual_pairs(doc: Document) -> list[tuple[Line, Line]]:
-    """``(japanese_line, chinese_line)`` for each translation line of a bilingual document."""
-    return [(doc.lines[i - 1], doc.lines[i]) for i in range(1, len(doc.lines)) if is_translation_line(doc, i)]
 
 
 # -- rendering -------------------------------------------------------------------------------

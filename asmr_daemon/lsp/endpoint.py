@@ -21,6 +21,7 @@ import os
 import socket
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: we cannot know what it resolves to, treat it as public
 
 
+def _quiet_pygls() -> None:
+    """pygls logs every message it sends at INFO -- whole scripts and their translations -- and
+    every feature it registers, once per connection: in the daemon's journal that is noise and
+    leaks the user's scripts. Its warnings and errors stay; debug logging (``-v``) shows all."""
+    pygls = logging.getLogger("pygls")
+    if pygls.level == logging.NOTSET and not logging.getLogger().isEnabledFor(logging.DEBUG):
+        pygls.setLevel(logging.WARNING)
+
+
 class LspEndpoint:
     """A daemon service (``start()``/``stop()``) serving editors over a Unix socket and TCP."""
 
@@ -67,8 +77,9 @@ class LspEndpoint:
         socket_path: Path | str | None = None,
         tcp: str | None = None,
         token: str | None = None,
+        use_adapter: Callable[[Path], str] | None = None,
     ) -> None:
-        self.translator = Translator(engine, settings, glossary_for or _no_glossary)
+        self.translator = Translator(engine, settings, glossary_for or _no_glossary, use_adapter)
         self.socket_path = Path(socket_path) if socket_path else default_socket_path()
         tcp = settings.lsp.tcp if tcp is None else tcp
         self.tcp = parse_tcp(tcp) if tcp else None
@@ -89,6 +100,7 @@ class LspEndpoint:
 
     def start(self) -> None:
         """Bind the socket(s) and serve in a background thread; errors (address in use) raise here."""
+        _quiet_pygls()
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(ready, failure), name="asmr-lsp", daemon=True)

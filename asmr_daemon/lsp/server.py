@@ -44,6 +44,7 @@ from asmr_daemon.lsp.translate import Shown, Translator
 logger = logging.getLogger(__name__)
 
 TRANSLATE_DOCUMENT = "asmr.translateDocument"
+USE_ADAPTER = "asmr.useAdapter"
 UNAUTHORIZED = -32001
 REQUEST_FAILED = -32803  # LSP's RequestFailed
 # An inlay-hint request for a huge range must not queue the whole file at interactive priority.
@@ -372,6 +373,22 @@ def _register_features(server: AsmrLanguageServer) -> None:
         except InputError as exc:  # the user asked for it: say why, do not answer with silence
             raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None
         return await _translate_whole(ls, buffer, layout)
+
+    @server.command(USE_ADAPTER)
+    @_handler(None)
+    async def use_adapter(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _use_adapter(ls, args)
+
+
+async def _use_adapter(ls: AsmrLanguageServer, args: tuple[Any, ...]) -> dict[str, Any]:
+    """Switch the shared model's adapter: prepared off the event loop, then swapped in."""
+    if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
+        raise BadRequest(f"{USE_ADAPTER} takes one argument: the adapter directory (an absolute path)")
+    path = Path(args[0]).expanduser()
+    if not path.is_absolute():
+        raise BadRequest(f"{USE_ADAPTER}: {args[0]!r} is relative; send an absolute path (the daemon has its own working directory)")
+    identity = await asyncio.get_running_loop().run_in_executor(None, ls.translator.switch_adapter, path)
+    return {"adapter": str(path), "identity": identity}
 
 
 async def _translate_whole(ls: AsmrLanguageServer, buffer: ParsedBuffer, layout: str) -> dict[str, Any]:

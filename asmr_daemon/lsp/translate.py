@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from asmr_daemon.config import Settings
-from asmr_daemon.scripts.model import Document, LineKind
+from asmr_daemon.scripts.model import Document
 
 GlossaryFor = Callable[[Path | None], Any]
 """Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
@@ -53,6 +53,8 @@ class Translator:
     engine: EngineLike
     settings: Settings
     glossary_for: GlossaryFor = _no_glossary
+    use_adapter: Callable[[Path], str] | None = None
+    """Switches the daemon's adapter (and records it in its status); default: the engine's."""
 
     def cached(self, doc: Document, index: int, path: Path | None = None) -> Shown | None:
         """The line's translation if the memory already has it; never blocks, never submits."""
@@ -120,6 +122,16 @@ class Translator:
             cancel=cancel,
         )
         return {index: _shown(lt) for index, lt in results.items()}
+
+    def switch_adapter(self, adapter_dir: Path) -> str:
+        """Hot-switch the model's LoRA adapter (blocking while it is read; run it in a worker
+        thread). Returns the new identity; AdapterError for an unusable directory."""
+        from asmr_daemon.errors import AsmrError
+
+        switch = self.use_adapter or getattr(self.engine, "use_adapter", None)
+        if switch is None:
+            raise AsmrError("this server cannot switch adapters")
+        return switch(adapter_dir)
 
     def record(self, doc: Document, index: int, target: str) -> None:
         """The user's translation of line ``index`` replaces the model's (kept as a correction)."""

@@ -33,6 +33,7 @@ class JobCode(enum.StrEnum):
     GONE = "gone"          # the file disappeared from the inbox before it was translated
     INTERNAL = "internal"  # an unexpected error, retried up to the attempt limit
     CRASHED = "crashed"    # the daemon died while working on it too many times (e.g. out of memory)
+    BACKEND = "backend-unavailable"  # the generation server was down: queued again, attempt not counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +203,15 @@ class JobStore:
         self._update(job_id, state=JobState.FAILED.value, finished=self._clock(), error_code=str(code),
                      error_detail=detail)
 
-    def requeue(self, job_id: int, code: str, detail: str) -> None:
-        """Put a running job back (an unexpected error worth another attempt)."""
-        self._update(job_id, state=JobState.QUEUED.value, error_code=str(code), error_detail=detail)
+    def requeue(self, job_id: int, code: str, detail: str, *, count_attempt: bool = True) -> None:
+        """Put a running job back (an unexpected error worth another attempt). ``count_attempt=False``
+        gives the attempt back: the job was not at fault (the generation server was down)."""
+        if count_attempt:
+            self._update(job_id, state=JobState.QUEUED.value, error_code=str(code), error_detail=detail)
+            return
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET state = 'queued', attempts = MAX(0, attempts - 1), error_code = ?, "
+                       "error_detail = ?, updated = ? WHERE id = ?", (str(code), detail, self._clock(), job_id))
 
     def recover(self, max_attempts: int) -> tuple[int, int]:
         """After a crash: running jobs go back to the queue, except those that already used

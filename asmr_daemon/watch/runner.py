@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from asmr_daemon.errors import InputError
+from asmr_daemon.errors import BackendUnavailable, InputError
 from asmr_daemon.watch.filters import InboxFilter
 from asmr_daemon.watch.jobs import Job, JobCode, JobState, JobStore
 from asmr_daemon.watch.outputs import (error_report_path, move_no_clobber, unique_destination,
@@ -77,12 +77,23 @@ class JobRunner:
         self.translate_file = translate_file
         self.max_attempts = max_attempts
         self.filter = InboxFilter.for_folders(folders.inbox, folders.outbox, folders.done, folders.failed)
+        # Why the last job went back to the queue without being at fault (the generation server is
+        # down), else None: the worker then waits before claiming again instead of spinning.
+        self.backend_problem: str | None = None
 
     def process(self, job: Job) -> JobState:
         """Run ``job`` (already claimed) to done or failed; unexpected errors requeue it until the
-        attempt limit. Never raises for a bad file."""
+        attempt limit, an unreachable generation server requeues it without counting. Never raises
+        for a bad file."""
+        self.backend_problem = None
         try:
             return self._process(job)
+        except BackendUnavailable as exc:
+            # A server restart must never fail files: keep the job queued, attempt not counted.
+            log.warning("job %d (%s) stays queued: %s", job.id, job.source, exc)
+            self.backend_problem = str(exc)
+            self.store.requeue(job.id, JobCode.BACKEND, str(exc), count_attempt=False)
+            return JobState.QUEUED
         except Exception as exc:  # noqa: BLE001 - one file must never take the daemon down
             log.exception("job %d (%s) failed unexpectedly (attempt %d)", job.id, job.source, job.attempts)
             detail = f"{type(exc).__name__}: {exc}"

@@ -204,13 +204,35 @@ def test_swap_backend_lets_the_running_batch_finish_on_the_old_one(make_engine, 
     engine.start()
     first = engine.submit("まえ")
     assert old.started.wait(T)
-    second = engine.submit("つぎ")
+    queued = engine.submit("あと")  # submitted before the swap: stays on the old backend
     engine.swap_backend(new)
     assert engine.identity == "base+lora-2"
+    second = engine.submit("つぎ")
     old.release()
     assert first.result(T).origin == "model" and second.result(T).text == "下一个"
-    assert old.rows == ["まえ"] and new.rows == ["つぎ"]
+    assert queued.result(T).text == fake_translate("あと")
+    assert old.rows == ["まえ", "あと"] and new.rows == ["つぎ"]
     assert engine.lookup("つぎ").text == "下一个"
+    assert engine.lookup("あと") is None  # stored under the old identity only
+
+
+def test_interactive_request_on_the_new_backend_overtakes_old_batch_work(make_engine) -> None:
+    from asmr_daemon.engine.requests import Priority
+
+    old = FakeBackend(identity="base+lora-1")
+    new = FakeBackend({"つぎ": "下一个"}, identity="base+lora-2")
+    engine = make_engine(old, batch_size=1)
+    old.block()
+    engine.start()
+    running = engine.submit("まえ")
+    assert old.started.wait(T)
+    batch = [engine.submit(s) for s in ("いち", "に")]
+    engine.swap_backend(new)
+    hover = engine.submit("つぎ", priority=Priority.INTERACTIVE)
+    old.release()
+    assert hover.result(T).text == "下一个" and all(f.result(T) for f in [running, *batch])
+    assert old.rows == ["まえ", "いち", "に"] and new.rows == ["つぎ"]
+    assert engine.stats["adapter_switches"] == 1
 
 
 def test_submit_many_lands_in_one_plan_while_the_worker_runs(make_engine) -> None:

