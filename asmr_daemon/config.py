@@ -86,7 +86,7 @@ class DecodingSettings:
 
 @dataclass
 class EngineSettings:
-    batch_size: int = 16
+    batch_size: int = 32
     token_budget: int = 8192
 
 

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -397,9 +396,9 @@ def _wrap(model: Any, config: TrainConfig, resume_from: Path | None) -> Any:
 def _get_peft_model(model: Any, lora: Any) -> Any:
     from peft import get_peft_model
 
-    with warnings.catch_warnings():
-        # peft reads the deprecated `is_gradient_checkpointing` attribute (transformers 5.x warns).
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    from asmr_daemon.engine.loading import quiet_peft_warnings
+
+    with quiet_peft_warnings():
         return get_peft_model(model, lora)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with asmr-daemon installed.
 #   bash tools/setup.sh          # to use it (the demo, real models)
-#   bash tools/setup.sh --test   # also the test tools: pytest extras, systemd-analyze, nvim, node deps
+#   bash tools/setup.sh --test   # also the test tools: pytest extras, nvim, systemd-analyze, npm, vLLM
 # torch is installed first and pinned to 2.13.0 only when the venv has none: on the CI/dev
 # machines that version is a local CPU wheel; an unpinned torch would pull a multi-GB CUDA
 # build. GPU users: install your CUDA torch into .venv before running this.
@@ -16,6 +16,8 @@ pip=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 
 if (( want_test )); then
     "${pip[@]}" -e '.[test]'
+    # vLLM (CPU build) in its own .venv-vllm for the remote-backend tests (~3.5 GB; skips if present).
+    bash tools/setup-vllm.sh
     # System tools some tests drive for real (the unit verifier, Node for the VS Code extension).
     missing=()
     command -v systemd-analyze >/dev/null || missing+=(systemd)

@@ -13,21 +13,45 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from asmr_daemon.engine.loading import LoadedModel, PreparedAdapter, attach_prepared, prepare_adapter
+from asmr_daemon.engine.requests import Unfinished
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
 
 _adapter_names = itertools.count(1)
 
 
+class _RowLimits(StoppingCriteria):
+    """Stops each row at its own ``max_new_tokens`` (generate only knows one limit per batch, so
+    a batch would otherwise run every row to the longest row's limit), and stops the whole batch
+    when ``should_stop()`` says so (an editor request is waiting: the engine preempts)."""
+
+    def __init__(self, prompt_length: int, limits: list[int], should_stop: Callable[[], bool] | None) -> None:
+        self.prompt_length = prompt_length
+        self.limits = torch.tensor(limits)
+        self.should_stop = should_stop
+        self.preempted = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        if self.should_stop is not None and self.should_stop():
+            self.preempted = True
+            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        done = (input_ids.shape[1] - self.prompt_length) >= self.limits
+        return done.to(input_ids.device)
+
+
 class LocalBackend:
     """Greedy generation on a ``LoadedModel``. Call ``encode``/``generate``/``decode``/``retire``
     from the one thread that owns the model; ``with_adapter`` from any thread."""
+
+    # ``generate`` takes ``should_stop`` and then returns None for rows it cut short.
+    preemptible = True
 
     def __init__(self, loaded: LoadedModel, *, adapter: PreparedAdapter | None = None) -> None:
         self.loaded = loaded
@@ -96,8 +120,13 @@ class LocalBackend:
         *,
         max_new_tokens: list[int] | int,
         repetition_penalty: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[list[int]]:
         """Generated ids per prompt (prompt excluded), cut at the prompt's own eos and its own limit.
+
+        ``should_stop`` is polled between decoding steps; when it returns True generation stops at
+        once and the rows that had not finished (no eos, under their limit) come back as
+        ``Unfinished`` (their tokens so far), to be continued later. Finished rows are exact.
 
         Note: with ``repetition_penalty`` a padded row also penalises the pad id (0, ``<unk>``), a token
         the model does not emit anyway; everything else is identical to running the prompt alone.
@@ -122,19 +151,22 @@ class LocalBackend:
             pad_token_id=pad,
             repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
         )
+        stopper = _RowLimits(input_ids.shape[1], limits, should_stop)
         with self._activate(), torch.inference_mode():
             out = self.loaded.model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
                 generation_config=config,
+                stopping_criteria=StoppingCriteriaList([stopper]),
             )
         generated = out[:, input_ids.shape[1] :].tolist()
-        results = []
+        results: list[list[int]] = []
         for ids, limit in zip(generated, limits, strict=True):
+            finished = eos in ids[:limit] or len(ids) >= limit
             ids = ids[:limit]
             if eos in ids:
                 ids = ids[: ids.index(eos)]
-            results.append(ids)
+            results.append(ids if finished or not stopper.preempted else Unfinished(ids))
         return results
 
     def decode(self, ids: list[int]) -> str:

@@ -26,13 +26,13 @@ import logging
 import math
 import threading
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from asmr_daemon.config import DecodingSettings, EngineSettings
 from asmr_daemon.engine.checks import check_all
 from asmr_daemon.engine.memory import TranslationMemory, context_key, translation_key
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry, build_prompt, validate_template
-from asmr_daemon.engine.requests import Backend, Priority, Request, Translation
+from asmr_daemon.engine.requests import Backend, Priority, Request, RequestStatus, Translation, Unfinished
 from asmr_daemon.engine.scheduler import BatchPlan, Scheduler
 from asmr_daemon.errors import BackendUnavailable
 
@@ -77,6 +77,9 @@ class Engine:
         self._ids = itertools.count()
         self._counts: collections.Counter[str] = collections.Counter()
         self._closing = False
+        # Set while an interactive request waits: a running batch-priority micro-batch polls it
+        # between decoding steps and stops (preemption), so an editor waits at most one step.
+        self._interactive_waiting = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- public API (any thread) -----------------------------------------------------------
@@ -134,6 +137,8 @@ class Engine:
                     context=context, glossary=glossary, futures=[future], identity=identity)
                 if self._scheduler.add(request) is not request:
                     self._counts["deduplicated"] += 1
+                if priority == Priority.INTERACTIVE:
+                    self._interactive_waiting.set()
             self._cond.notify_all()
         for future in futures:
             future.add_done_callback(self._on_future_done)
@@ -194,7 +199,7 @@ class Engine:
             counts = Stats({name: 0 for name in (
                 "submitted", "memory_hits", "corrections_served", "corrections_recorded",
                 "deduplicated", "cancelled", "batches", "model_calls", "rows", "retries",
-                "flagged", "failed_batches", "adapter_switches")})
+                "flagged", "failed_batches", "adapter_switches", "preempted")})
             counts.update(self._counts)
             counts["waiting"] = self._scheduler.num_waiting
             counts["running"] = self._scheduler.num_running
@@ -249,8 +254,12 @@ class Engine:
                 if plan is None:
                     continue
                 self._counts["batches"] += 1
+                if not self._scheduler.has_waiting(Priority.INTERACTIVE):
+                    self._interactive_waiting.clear()
                 for request in plan.requests:
-                    request.futures = [f for f in request.futures if f.set_running_or_notify_cancel()]
+                    # A preempted request's futures are already running.
+                    request.futures = [f for f in request.futures
+                                       if f.running() or f.set_running_or_notify_cancel()]
                 backend = self._backend_for(plan.requests[0])
             try:
                 self._step(backend, plan)
@@ -261,7 +270,8 @@ class Engine:
                     log.exception("translating a batch failed: %s", _describe(plan))
                 with self._cond:
                     self._counts["failed_batches"] += 1
-                self._resolve(plan, exc)
+                    running = [r for r in plan.requests if r.status is RequestStatus.RUNNING]
+                self._resolve(running, exc)
 
     def _backend_for(self, request: Request) -> Backend:
         """The backend a request was submitted to (under ``_cond``)."""
@@ -306,7 +316,18 @@ class Engine:
 
     def _step(self, backend: Backend, plan: BatchPlan) -> None:
         rows = list(plan.requests)
-        outputs = self._generate(backend, rows, None)
+        preemptible = plan.priority is Priority.BATCH and getattr(backend, "preemptible", False)
+        raw = self._generate(backend, rows, None,
+                             should_stop=self._interactive_waiting.is_set if preemptible else None)
+        cut = [(r, out) for r, out in zip(rows, raw) if isinstance(out, Unfinished)]
+        if cut:
+            with self._cond:
+                for request, tokens in cut:
+                    request.generated = request.generated + list(tokens)
+                self._scheduler.requeue([request for request, _ in cut])
+                self._counts["preempted"] += len(cut)
+            rows = [r for r, out in zip(rows, raw) if not isinstance(out, Unfinished)]
+        outputs = [out for out in raw if not isinstance(out, Unfinished)]
         problems = [self._check(r, out, backend) for r, out in zip(rows, outputs)]
         failing = [i for i, problem in enumerate(problems) if problem]
         if failing:
@@ -327,28 +348,37 @@ class Engine:
                 log.exception("cannot store a translation in the memory")
         with self._cond:
             self._counts["flagged"] += sum(1 for p in problems if p)
-        self._resolve(plan, results)
+        self._resolve(rows, results)
 
-    def _generate(self, backend: Backend, rows: list[Request], penalty: float | None) -> list[str]:
+    def _generate(self, backend: Backend, rows: list[Request], penalty: float | None, *,
+                  should_stop: Callable[[], bool] | None = None) -> list[Any]:
+        """Decoded outputs (str), or ``Unfinished`` tokens for rows a preemption cut short.
+
+        The first pass continues each row after the tokens an earlier preempted run generated;
+        the retry (with ``penalty``) starts over from the prompt.
+        """
         with self._cond:
             self._counts["model_calls"] += 1
             self._counts["rows"] += len(rows)
-        ids = backend.generate([r.prompt_ids or [] for r in rows],
-                               max_new_tokens=[r.max_new_tokens for r in rows],
-                               repetition_penalty=penalty)
+        done = [r.generated if penalty is None else [] for r in rows]
+        extra = {} if should_stop is None else {"should_stop": should_stop}
+        ids = backend.generate([(r.prompt_ids or []) + d for r, d in zip(rows, done)],
+                               max_new_tokens=[r.max_new_tokens - len(d) for r, d in zip(rows, done)],
+                               repetition_penalty=penalty, **extra)
         if len(ids) != len(rows):
             raise RuntimeError(f"backend returned {len(ids)} outputs for {len(rows)} prompts")
-        return [backend.decode(list(row)).strip() for row in ids]
+        return [row if isinstance(row, Unfinished) else backend.decode(d + list(row)).strip()
+                for d, row in zip(done, ids)]
 
     def _check(self, request: Request, output: str, backend: Backend) -> str | None:
         return check_all(request.source, output, glossary=request.glossary,
                          special_tokens=tuple(getattr(backend, "special_tokens", ())))
 
-    def _resolve(self, plan: BatchPlan, results: list[Translation] | BaseException) -> None:
-        """Forget the plan's requests, then resolve their futures outside the lock."""
+    def _resolve(self, requests: list[Request], results: list[Translation] | BaseException) -> None:
+        """Forget finished requests, then resolve their futures outside the lock."""
         with self._cond:
-            self._scheduler.finish(plan.requests)
-            futures = [list(r.futures) for r in plan.requests]
+            self._scheduler.finish(requests)
+            futures = [list(r.futures) for r in requests]
         for i, group in enumerate(futures):
             value = results if isinstance(results, BaseException) else results[i]
             for future in group:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -366,6 +367,15 @@ def load_model(
 # ---------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def quiet_peft_warnings() -> Iterator[None]:
+    """peft 0.21 reads transformers' deprecated ``is_gradient_checkpointing`` (a FutureWarning on
+    every wrap); nothing a user can act on, so it stays out of the daemon's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def read_adapter(adapter_dir: Path) -> tuple[dict[str, torch.Tensor], dict, Path, str]:
     """``(state_dict, adapter_config, weights_path, identity)`` of a peft adapter directory (unconverted)."""
     adapter_dir = Path(adapter_dir)
@@ -485,7 +495,8 @@ def attach_prepared(loaded: LoadedModel, prepared: PreparedAdapter, name: str) -
         loaded.model.add_adapter(name, prepared.lora_config)
         model = loaded.model
     else:
-        model = PeftModel(loaded.model, prepared.lora_config, adapter_name=name)
+        with quiet_peft_warnings():
+            model = PeftModel(loaded.model, prepared.lora_config, adapter_name=name)
     result = set_peft_model_state_dict(model, prepared.state_dict, adapter_name=name)
     missing = [k for k in result.missing_keys if f".{name}." in k and "lora_" in k]
     if result.unexpected_keys or missing:

@@ -28,7 +28,13 @@ class Backend(Protocol):
 
     def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int],
                  repetition_penalty: float | None = None) -> list[list[int]]:
-        """Greedy generation for a batch; returns only the new tokens of each row."""
+        """Greedy generation for a batch; returns only the new tokens of each row.
+
+        A backend with ``preemptible = True`` also takes ``should_stop: Callable[[], bool]``:
+        polled between decoding steps; when it turns True the call returns at once, with an
+        ``Unfinished`` list of the tokens so far for every row that had not finished (the engine
+        continues those rows later).
+        """
         ...
 
     def decode(self, ids: list[int]) -> str:
@@ -45,6 +51,12 @@ class Backend(Protocol):
         submitted before the switch on the old one.
         """
         ...
+
+
+class Unfinished(list):  # type: ignore[type-arg]
+    """What ``generate`` returns for a row its preemption cut short: the tokens generated so far
+    (no eos yet, under the row's limit). Greedy decoding continued from prompt + these tokens
+    gives the tokens the uninterrupted run would have given."""
 
 
 class Priority(enum.IntEnum):
@@ -102,6 +114,9 @@ class Request:
     identity: str = ""
     """The backend identity at submission: the request runs on that backend (and adapter) even
     when the engine switched adapters meanwhile, so a file is never translated half by each."""
+    generated: list[int] = field(default_factory=list)
+    """Tokens generated before its batch was preempted for an editor request: the next run
+    continues after them (prompt + generated), so a preemption loses no work."""
 
     @property
     def sort_key(self) -> tuple[int, int, int]:

@@ -11,6 +11,9 @@ Pure: no threads, no locks, no torch. The engine calls it under its own lock. Po
   padding) and the queue still advances in arrival order (no starvation);
 * a micro-batch holds requests of one backend identity only (after an adapter switch, requests
   submitted before it still run on the old adapter);
+* a batch-priority micro-batch may be preempted when an editor request arrives (``requeue``):
+  its unfinished rows go back to the queue with their arrival order and the tokens generated so
+  far, and continue in a later plan;
 * identical work is done once: a request whose key is already waiting or running gets the
   new future attached to the existing request instead of being queued again.
 """
@@ -89,6 +92,15 @@ class Scheduler:
             for future in request.futures:
                 self._owner.pop(id(future), None)
 
+    def requeue(self, requests: list[Request]) -> None:
+        """Put running requests back in the queue (their batch was preempted), keeping their
+        arrival order, so they lead the next batch plan of their priority."""
+        for request in requests:
+            if self._running.get(request.key) is request:
+                del self._running[request.key]
+            request.status = RequestStatus.WAITING
+            self._waiting[request.key] = request
+
     def drain(self) -> list[Request]:
         """Remove and return every waiting request (shutdown)."""
         drained = list(self._waiting.values())
@@ -103,6 +115,9 @@ class Scheduler:
 
     def waiting(self) -> Iterator[Request]:
         return iter(list(self._waiting.values()))
+
+    def has_waiting(self, priority: Priority) -> bool:
+        return any(r.priority == priority for r in self._waiting.values())
 
     def has_ready(self) -> bool:
         return any(r.is_prepared for r in self._waiting.values())

@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
-from asmr_daemon.engine.requests import Priority, Translation
+from asmr_daemon.engine.engine import Segment
+from asmr_daemon.engine.requests import Priority, Translation, Unfinished
 
 from .fakes import FakeBackend, fake_translate
 
@@ -245,3 +246,56 @@ def test_submit_many_lands_in_one_plan_while_the_worker_runs(make_engine) -> Non
     assert [f.result(T).text for f in futures] == [fake_translate(s) for s in ("いち", "に", "さん")]
     assert sorted(backend.calls[1].sources) == sorted(["いち", "に", "さん"])
     assert engine.stats()["batches"] == engine.stats["batches"] == 2  # a dict, also callable
+
+
+class PreemptibleBackend(FakeBackend):
+    """A fake whose batch-priority calls can be cut short like the local model's: when told to
+    stop, the first row has finished and every other row has generated two tokens; a later call
+    with those two tokens after the prompt continues from there."""
+
+    preemptible = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stop_polls: list[bool] = []
+        self.partial: dict[str, str] = {}  # prompt text + tokens so far -> the tokens so far
+
+    def generate(self, prompts, *, max_new_tokens, repetition_penalty=None, should_stop=None):
+        texts = [self.decode(p) for p in prompts]
+        resumed = [(t[: len(t) - len(self.partial[t])], self.partial[t]) if t in self.partial else (t, "")
+                   for t in texts]
+        outputs = super().generate([self.encode(t) for t, _ in resumed],
+                                   max_new_tokens=[n + len(sofar) for n, (_, sofar) in zip(max_new_tokens, resumed)],
+                                   repetition_penalty=repetition_penalty)
+        outputs = [out[len(sofar):] for out, (_, sofar) in zip(outputs, resumed)]
+        if should_stop is not None:
+            stop = should_stop()
+            self.stop_polls.append(stop)
+            if stop:
+                cut = [outputs[0]]
+                for (text, _), out in zip(resumed[1:], outputs[1:]):
+                    sofar = self.decode(out[:2])
+                    self.partial[text + sofar] = sofar
+                    cut.append(Unfinished(out[:2]))
+                return cut
+        return outputs
+
+
+def test_an_editor_request_preempts_a_running_batch_and_nothing_is_lost(make_engine):
+    backend = PreemptibleBackend()
+    engine = make_engine(backend, batch_size=4, start=True)
+    backend.block()
+    batch = engine.submit_many([Segment(f"ファイルの行{i}です") for i in range(8)], priority=Priority.BATCH)
+    assert backend.started.wait(10)
+    hover = engine.submit("ひとつだけ", priority=Priority.INTERACTIVE)
+    backend.release()
+    assert hover.result(10).text == fake_translate("ひとつだけ")
+    results = [f.result(10).text for f in batch]
+    assert results == [fake_translate(f"ファイルの行{i}です") for i in range(8)]  # exact, none lost
+    first, second = backend.calls[0].sources, backend.calls[1].sources
+    assert len(first) == 4 and second == ("ひとつだけ",)  # the hover ran right after the cut
+    assert backend.stop_polls[0] is True
+    assert engine.stats["preempted"] == 3
+    # The three cut rows continued (prompt + their two tokens) instead of starting over.
+    assert len(backend.partial) == 3
+    assert engine.stats["rows"] == 8 + 1 + 3

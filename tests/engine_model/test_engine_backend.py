@@ -8,6 +8,7 @@ import pytest
 
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.loading import load_model
+from asmr_daemon.engine.requests import Unfinished
 from asmr_daemon.engine.tokenizer import ChatGLM2Tokenizer
 
 from .kit import random_model, random_native_lora, write_adapter, write_chatglm2_checkpoint
@@ -75,3 +76,26 @@ def test_eos_stops(backend):
 def test_decode(backend):
     ids = backend.tokenizer.encode_answer("好好休息吧。") + [backend.tokenizer.eos_id]
     assert backend.decode(ids) == "好好休息吧。"
+
+
+def test_preemption_keeps_finished_rows_and_continuing_the_others_changes_nothing(backend):
+    """``should_stop`` turning True mid-batch: a row already at its own limit is exact, the others
+    come back ``Unfinished`` with their tokens so far; continuing them from prompt + those tokens
+    gives exactly the uninterrupted output (greedy decoding is deterministic)."""
+    prompts = [backend.tokenizer.encode_prompt(p) for p in PROMPTS]
+    limits = [2, 12, 12]
+    full = backend.generate(prompts, max_new_tokens=limits)
+    polls = []
+
+    def stop_after_three_steps() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    cut = backend.generate(prompts, max_new_tokens=limits, should_stop=stop_after_three_steps)
+    assert len(polls) == 3  # polled once per decoding step, and generation stopped at once
+    assert cut[0] == full[0] and not isinstance(cut[0], Unfinished)
+    assert all(isinstance(row, Unfinished) and row == full[i][:3] for i, row in enumerate(cut) if i)
+    rest = backend.generate([p + cut[i] for i, p in enumerate(prompts) if i],
+                            max_new_tokens=[limits[i] - len(cut[i]) for i in (1, 2)])
+    assert [cut[i] + rest[n] for n, i in enumerate((1, 2))] == full[1:]
+    assert backend.generate(prompts, max_new_tokens=limits, should_stop=lambda: False) == full
