@@ -1,6 +1,10 @@
 """Translate script files once: read, segment, translate, write ``NAME.zh.EXT`` next to each input
-(or into ``-o DIR``). Loads the model in this process; every line lands in the translation memory
-shared with the daemon, so translating again is instant.
+(or into ``-o DIR``).
+
+When a daemon is running (and no model option is given) the daemon does the work with the model
+it already has loaded — a second copy of a 6B model would not fit next to it on most GPUs.
+Otherwise the model is loaded in this process; either way every line lands in the translation
+memory, so translating again is instant.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bilingual", action="store_true", default=None,
                         help="txt: each line followed by its translation")
     parser.add_argument("--state-dir", metavar="DIR", help="translation memory location")
+    parser.add_argument("--in-process", action="store_true",
+                        help="load the model here even when a daemon is running")
+    parser.add_argument("--socket", metavar="PATH", type=Path,
+                        help="the daemon's socket (default: $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock)")
     add_model_arguments(parser)
 
 
@@ -31,11 +39,16 @@ def run(args: argparse.Namespace) -> int:
     from asmr_daemon.scripts import output_name
     from asmr_daemon.translate_file import translate_file
 
+    console = Console(stderr=True)
+    model_flags = any(value is not None for value in model_overrides(args).values())
+    if not (args.in_process or model_flags or args.state_dir or args.config):
+        status = translate_with_daemon(args, console)
+        if status is not None:
+            return status
     overrides = model_overrides(args) | {("output", "bilingual"): args.bilingual,
                                          ("paths", "state_dir"): args.state_dir}
     settings = load_settings(Path(args.config) if args.config else None, overrides)
     require_base_model(settings)  # a config problem is reported before the slow model load
-    console = Console(stderr=True)
     runtime = build_engine(settings)
     failures = 0
     try:
@@ -55,4 +68,34 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(task, description=f"{src.name} -> {dest}")
     finally:
         runtime.close()
+    return 1 if failures else 0
+
+
+def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # type: ignore[no-untyped-def]
+    """Have the running daemon translate the files; None when no daemon answers."""
+    import os
+
+    from asmr_daemon.errors import AsmrError, DaemonNotRunning
+    from asmr_daemon.lsp.client import execute_command
+    from asmr_daemon.lsp.endpoint import default_socket_path
+    from asmr_daemon.lsp.server import TRANSLATE_FILE
+    from asmr_daemon.scripts import output_name
+
+    socket_path = args.socket or default_socket_path()
+    failures = 0
+    for number, src in enumerate(args.files):
+        src = Path(os.path.abspath(src))
+        dest = Path(os.path.abspath(args.output_dir or src.parent)) / output_name(src.name)
+        try:
+            with console.status(f"{src.name}: translating with the running daemon..."):
+                execute_command(socket_path, TRANSLATE_FILE, [str(src), str(dest), {"bilingual": bool(args.bilingual)}])
+        except DaemonNotRunning:
+            if number == 0:
+                return None  # nobody listens: load the model here instead
+            raise
+        except AsmrError as exc:
+            failures += 1
+            console.print(f"[red]{src}:[/] {exc}")
+            continue
+        console.print(f"{src.name} -> {dest} (by the running daemon)")
     return 1 if failures else 0

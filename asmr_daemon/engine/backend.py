@@ -20,8 +20,13 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from asmr_daemon.engine.loading import LoadedModel, PreparedAdapter, attach_prepared, prepare_adapter
-from asmr_daemon.engine.requests import Unfinished
+from asmr_daemon.engine.loading import (
+    LoadedModel,
+    PreparedAdapter,
+    attach_prepared,
+    prepare_adapter,
+)
+from asmr_daemon.engine.requests import Unfinished, row_limits
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
 
 _adapter_names = itertools.count(1)
@@ -133,11 +138,7 @@ class LocalBackend:
         """
         if not prompts:
             return []
-        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        if len(limits) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(limits)} max_new_tokens")
-        if any(not p for p in prompts):
-            raise ValueError("empty prompt")
+        limits = row_limits(prompts, max_new_tokens)
         longest = max(limits)
         if longest <= 0:
             return [[] for _ in prompts]

@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from asmr_daemon.config import OpenAISettings
-from asmr_daemon.errors import AdapterError, BackendError, BackendUnavailable, ConfigError
+from asmr_daemon.engine.requests import row_limits
+from asmr_daemon.errors import (
+    AdapterError,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+)
 
 if TYPE_CHECKING:  # the tokenizer module imports torch; ``status`` and ``doctor`` probe without it
     from asmr_daemon.engine.tokenizer import ChatGLM2Tokenizer
@@ -122,11 +128,7 @@ class OpenAIBackend:
         """
         if not prompts:
             return []
-        limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
-        if len(limits) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(limits)} max_new_tokens")
-        if any(not p for p in prompts):
-            raise ValueError("empty prompt")
+        limits = row_limits(prompts, max_new_tokens)
         info = self.server_info()
         futures = []
         for ids, limit in zip(prompts, limits, strict=True):

@@ -53,6 +53,17 @@ class Backend(Protocol):
         ...
 
 
+def row_limits(prompts: list[list[int]], max_new_tokens: list[int] | int) -> list[int]:
+    """Each row's ``max_new_tokens`` (one int means the same for all), after the checks every
+    backend's ``generate`` makes on its arguments."""
+    limits = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    if len(limits) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(limits)} max_new_tokens")
+    if any(not p for p in prompts):
+        raise ValueError("empty prompt")
+    return limits
+
+
 class Unfinished(list):  # type: ignore[type-arg]
     """What ``generate`` returns for a row its preemption cut short: the tokens generated so far
     (no eos yet, under the row's limit). Greedy decoding continued from prompt + these tokens

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 TRANSLATE_DOCUMENT = "asmr.translateDocument"
 USE_ADAPTER = "asmr.useAdapter"
+TRANSLATE_FILE = "asmr.translateFile"
 UNAUTHORIZED = -32001
 REQUEST_FAILED = -32803  # LSP's RequestFailed
 # An inlay-hint request for a huge range must not queue the whole file at interactive priority.
@@ -59,6 +60,9 @@ class _Unreadable:
     error: Exception
 
 
+TOKEN_REFUSED = "asmr-daemon: this address needs a token: set initializationOptions.token to [lsp] token"
+
+
 class AsmrProtocol(LanguageServerProtocol):
     """pygls' protocol with a connection-scoped ``exit`` and an optional token check."""
 
@@ -68,7 +72,6 @@ class AsmrProtocol(LanguageServerProtocol):
     def __init__(self, server: Any, converter: Any) -> None:
         super().__init__(server, converter)
         self._authorized = False
-        self._refused = False
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -84,30 +87,27 @@ class AsmrProtocol(LanguageServerProtocol):
         if isinstance(message, _Unreadable):
             self._send_response(message.id, error=JsonRpcInvalidParams(message=f"invalid params: {message.error.__cause__ or message.error}").to_response_error())
             return
-        method = getattr(message, "method", None)
-        if self.required_token is not None and not self._authorized and method != types.INITIALIZE:
-            # Before a successful initialize an unauthenticated peer gets nothing but this.
-            if getattr(message, "id", None) is not None and method is not None:
-                self._send_response(message.id, error=JsonRpcServerNotInitialized().to_response_error())
-            self._close()
-            return
+        if self.required_token is not None and not self._authorized:
+            method = getattr(message, "method", None)
+            if method == types.INITIALIZE and self._token_ok(message.params):
+                self._authorized = True
+            else:
+                # An unauthenticated peer gets one error answer and the connection is closed; the
+                # check lives here (not in the initialize handler) so a port scan costs one log
+                # line, not a traceback per attempt.
+                if getattr(message, "id", None) is not None and method is not None:
+                    error = (JsonRpcException(message=TOKEN_REFUSED, code=UNAUTHORIZED) if method == types.INITIALIZE
+                             else JsonRpcServerNotInitialized())
+                    self._send_response(message.id, error=error.to_response_error())
+                logger.warning("refused a connection without the right token")
+                self._close()
+                return
         super().handle_message(message)
-        if self._refused:
-            self._close()
 
-    @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams):  # type: ignore[override]
-        if self.required_token is not None:
-            options = params.initialization_options
-            given = options.get("token") if isinstance(options, dict) else None
-            if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.required_token.encode()):
-                self._refused = True
-                raise JsonRpcException(
-                    message="asmr-daemon: this address needs a token: set initializationOptions.token to [lsp] token",
-                    code=UNAUTHORIZED,
-                )
-        self._authorized = True
-        return (yield from super().lsp_initialize(params))
+    def _token_ok(self, params: Any) -> bool:
+        options = getattr(params, "initialization_options", None)
+        given = options.get("token") if isinstance(options, dict) else None
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), (self.required_token or "").encode())
 
     @lsp_method(types.EXIT)
     def lsp_exit(self, *args: Any):  # type: ignore[override]
@@ -378,6 +378,27 @@ def _register_features(server: AsmrLanguageServer) -> None:
     @_handler(None)
     async def use_adapter(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
         return await _use_adapter(ls, args)
+
+    @server.command(TRANSLATE_FILE)
+    @_handler(None)
+    async def translate_file(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
+        return await _translate_file(ls, args)
+
+
+async def _translate_file(ls: AsmrLanguageServer, args: tuple[Any, ...]) -> dict[str, Any]:
+    """``asmr-daemon translate`` through the running daemon: the same code path as a file dropped
+    into the inbox (the daemon reads ``src`` and writes ``dest`` atomically), with its model."""
+    if len(args) not in (2, 3) or not all(isinstance(a, str) and Path(a).is_absolute() for a in args[:2]):
+        raise BadRequest(f"{TRANSLATE_FILE} takes the absolute source and destination paths "
+                         "(and optionally {\"bilingual\": true})")
+    options = args[2] if len(args) == 3 and isinstance(args[2], dict) else {}
+    try:
+        dest = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(ls.translator.file, Path(args[0]), Path(args[1]),
+                                    bilingual=bool(options.get("bilingual", False))))
+    except (InputError, OSError) as exc:  # the caller asked for this file: say why it failed
+        raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None
+    return {"output": str(dest)}
 
 
 async def _use_adapter(ls: AsmrLanguageServer, args: tuple[Any, ...]) -> dict[str, Any]:

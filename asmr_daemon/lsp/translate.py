@@ -123,6 +123,18 @@ class Translator:
         )
         return {index: _shown(lt) for index, lt in results.items()}
 
+    def file(self, src: Path, dest: Path, *, bilingual: bool = False) -> Path:
+        """Translate the script file ``src`` into ``dest`` (blocking; run it in a worker thread),
+        exactly as the watch folder would, at batch priority."""
+        import dataclasses
+
+        from asmr_daemon.translate_file import translate_file
+
+        settings = self.settings
+        if bilingual:
+            settings = dataclasses.replace(settings, output=dataclasses.replace(settings.output, bilingual=True))
+        return translate_file(self.engine, src, dest, settings)  # type: ignore[arg-type]
+
     def switch_adapter(self, adapter_dir: Path) -> str:
         """Hot-switch the model's LoRA adapter (blocking while it is read; run it in a worker
         thread). Returns the new identity; AdapterError for an unusable directory."""

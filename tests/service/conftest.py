@@ -44,7 +44,7 @@ def world(tmp_path, request):
         procs.append(proc)
         return proc
 
-    yield {"spawn": spawn, "notify": listener, "expected": expected, "script": Path(tiny_kit.script), **folders,
+    yield {"spawn": spawn, "notify": listener, "expected": expected, "script": Path(tiny_kit.script), "runtime": runtime, **folders,
            "logs": tmp_path}
     for proc in procs:
         if proc.poll() is None:
