@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from asmr_daemon import __version__
 from asmr_daemon.errors import AsmrError

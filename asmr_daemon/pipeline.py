@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from asmr_daemon.engine.engine import Engine, Segment
 from asmr_daemon.engine.glossary import Glossary

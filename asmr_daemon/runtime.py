@@ -27,7 +27,7 @@ class RemoteModel:
     ``status`` show (as ``LoadedModel`` has them), describing the server instead of a resident model.
     Only the tokenizer is local."""
 
-    tokenizer: "ChatGLM2Tokenizer"
+    tokenizer: ChatGLM2Tokenizer
     base_dir: str          # what status shows as the model: the served name on its server
     adapter_dir: str | None  # the served adapter name
     device: str            # "remote http://host:port/v1"
@@ -39,8 +39,8 @@ class RemoteModel:
 
 @dataclass
 class Runtime:
-    engine: "Engine"
-    loaded: "LoadedModel | RemoteModel"
+    engine: Engine
+    loaded: LoadedModel | RemoteModel
 
     def close(self) -> None:
         self.engine.close()
@@ -73,7 +73,7 @@ def build_engine(settings: Settings, *, progress: bool = True) -> Runtime:
     return Runtime(engine=engine, loaded=loaded)
 
 
-def _local_backend(settings: Settings, *, progress: bool) -> tuple[Any, "LoadedModel"]:
+def _local_backend(settings: Settings, *, progress: bool) -> tuple[Any, LoadedModel]:
     from asmr_daemon.engine.backend import LocalBackend
     from asmr_daemon.engine.loading import load_model
 

@@ -30,7 +30,12 @@ from typing import Any, Protocol
 import torch
 
 from asmr_daemon.config import DEFAULT_TEMPLATE
-from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry, build_prompt, validate_template
+from asmr_daemon.engine.prompts import (
+    ContextLine,
+    GlossaryEntry,
+    build_prompt,
+    validate_template,
+)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -463,7 +468,13 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[_Bar]:
     if not enabled:
         yield _Bar()
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as progress:

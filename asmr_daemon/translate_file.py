@@ -7,8 +7,9 @@ Imports of the engine stay inside the function: importing this module must not p
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from asmr_daemon.config import Settings
@@ -16,8 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from asmr_daemon.engine.requests import Priority
 
 
-def translate_file(engine: "Engine", src: Path, dest: Path, settings: "Settings", *,
-                   priority: "Priority | None" = None,
+def translate_file(engine: Engine, src: Path, dest: Path, settings: Settings, *,
+                   priority: Priority | None = None,
                    progress: Callable[[int, int], None] | None = None,
                    cancel: threading.Event | None = None) -> Path:
     """Translate the script ``src`` into ``dest`` (written atomically: temp file + rename).

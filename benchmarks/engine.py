@@ -25,7 +25,7 @@ from concurrent.futures import wait
 from pathlib import Path
 
 from asmr_daemon.commands.demo import build_demo_model
-from asmr_daemon.config import DecodingSettings, EngineSettings, DEFAULT_TEMPLATE
+from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings
 from asmr_daemon.demo import load_pairs
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.engine import Engine, Segment

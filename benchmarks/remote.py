@@ -35,7 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine import distinct_lines, run_job  # noqa: E402  (benchmarks/engine.py: same lines, same timing)
 
 from asmr_daemon.commands.demo import build_demo_model  # noqa: E402
-from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings, OpenAISettings  # noqa: E402
+from asmr_daemon.config import (  # noqa: E402
+    DEFAULT_TEMPLATE,
+    DecodingSettings,
+    EngineSettings,
+    OpenAISettings,
+)
 from asmr_daemon.engine.backend import LocalBackend  # noqa: E402
 from asmr_daemon.engine.engine import Engine, Segment  # noqa: E402
 from asmr_daemon.engine.loading import load_model  # noqa: E402

@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
 from kit import Kit, get_kit
 
 # Environment every test runs in: no network lookups by transformers/huggingface_hub.

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import asmr_daemon
 from asmr_daemon.demo import PAIRS_FILE, load_pairs
-from asmr_daemon.tiny_model import IMPORT_MARKER, build_tiny_base, corpus_for, train_demo_adapter
+from asmr_daemon.tiny_model import (
+    IMPORT_MARKER,
+    build_tiny_base,
+    corpus_for,
+    train_demo_adapter,
+)
 from asmr_daemon.training import TrainingPair
 
 TESTS_DIR = Path(__file__).resolve().parent

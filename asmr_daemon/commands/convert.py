@@ -37,8 +37,17 @@ def run(args: argparse.Namespace) -> int:
     from safetensors.torch import save_file
 
     from asmr_daemon.engine import chatglm2
-    from asmr_daemon.engine.loading import check_adapter_shapes, load_chatglm2_native, read_adapter, read_model_config
-    from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS, TOKENIZER_FILE, load_tokenizer
+    from asmr_daemon.engine.loading import (
+        check_adapter_shapes,
+        load_chatglm2_native,
+        read_adapter,
+        read_model_config,
+    )
+    from asmr_daemon.engine.tokenizer import (
+        SPECIAL_TOKENS,
+        TOKENIZER_FILE,
+        load_tokenizer,
+    )
 
     src, dst = Path(args.src), Path(args.dst)
     adapter_src = getattr(args, "adapter", None)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 from rich.markup import escape

@@ -43,7 +43,13 @@ def overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
 def run(args: argparse.Namespace) -> int:
     from asmr_daemon.config import load_settings
     from asmr_daemon.runtime import build_engine, require_base_model
-    from asmr_daemon.service import STATUS_FILE, Daemon, StateLock, StatusFile, setup_logging
+    from asmr_daemon.service import (
+        STATUS_FILE,
+        Daemon,
+        StateLock,
+        StatusFile,
+        setup_logging,
+    )
 
     setup_logging(verbose=getattr(args, "verbose", False))
     config_file = Path(args.config) if args.config else None

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Sequence
+from collections.abc import Sequence
 
 from asmr_daemon.engine.glossary import check_glossary_used
 from asmr_daemon.engine.prompts import GlossaryEntry

@@ -25,14 +25,27 @@ import itertools
 import logging
 import math
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from asmr_daemon.config import DecodingSettings, EngineSettings
 from asmr_daemon.engine.checks import check_all
 from asmr_daemon.engine.memory import TranslationMemory, context_key, translation_key
-from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry, build_prompt, validate_template
-from asmr_daemon.engine.requests import Backend, Priority, Request, RequestStatus, Translation, Unfinished
+from asmr_daemon.engine.prompts import (
+    ContextLine,
+    GlossaryEntry,
+    build_prompt,
+    validate_template,
+)
+from asmr_daemon.engine.requests import (
+    Backend,
+    Priority,
+    Request,
+    RequestStatus,
+    Translation,
+    Unfinished,
+)
 from asmr_daemon.engine.scheduler import BatchPlan, Scheduler
 from asmr_daemon.errors import BackendUnavailable
 

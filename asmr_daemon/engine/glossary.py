@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from asmr_daemon.engine.prompts import GlossaryEntry
 from asmr_daemon.errors import ConfigError

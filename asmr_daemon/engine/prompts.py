@@ -9,8 +9,8 @@ Placeholders are replaced literally (no ``str.format``) so templates may contain
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from asmr_daemon.config import DEFAULT_TEMPLATE
 from asmr_daemon.errors import ConfigError

@@ -24,14 +24,14 @@ import json
 import logging
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import OpenAISettings
 from asmr_daemon.engine.requests import row_limits
@@ -68,7 +68,7 @@ class OpenAIBackend:
     """Greedy generation on an OpenAI-compatible completions endpoint. ``generate`` is called from the
     engine's worker thread only; its requests run on a small thread pool of its own."""
 
-    def __init__(self, settings: OpenAISettings, tokenizer: "ChatGLM2Tokenizer", *,
+    def __init__(self, settings: OpenAISettings, tokenizer: ChatGLM2Tokenizer, *,
                  adapter_dir: Path | None = None,
                  environ: dict[str, str] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -291,7 +291,7 @@ class OpenAIBackend:
                                            f"{self.settings.api_key_env or '(none configured)'}") from None
                     return exc.code, text
                 problem = f"{exc.code} {_short(text)}"
-            except (urllib.error.URLError, OSError, socket.timeout) as exc:  # refused, reset, timed out
+            except (TimeoutError, urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
                 reason = getattr(exc, "reason", exc)
                 problem = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
             log.debug("%s %s failed (attempt %d/%d): %s", method, url, attempt + 1, attempts, problem)

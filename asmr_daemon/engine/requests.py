@@ -40,7 +40,7 @@ class Backend(Protocol):
     def decode(self, ids: list[int]) -> str:
         ...
 
-    def with_adapter(self, adapter_dir: Path) -> "Backend":
+    def with_adapter(self, adapter_dir: Path) -> Backend:
         """A backend on the same base model with another adapter (hot switch; the base is not reloaded).
 
         Slow preparation (reading, converting and checking the adapter) happens here, in the

@@ -21,8 +21,8 @@ Pure: no threads, no locks, no torch. The engine calls it under its own lock. Po
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from asmr_daemon.engine.requests import Priority, Request, RequestStatus
 

@@ -76,9 +76,9 @@ def run_bridge(socket_path: Path) -> int:
 
 def run_standalone(settings: Settings) -> int:
     """Load the model here and serve this one editor over stdio."""
-    from asmr_daemon.runtime import build_engine
     from asmr_daemon.lsp.server import build_server
     from asmr_daemon.lsp.translate import Translator
+    from asmr_daemon.runtime import build_engine
 
     protocol_out = sys.stdout
     # stdout is the protocol channel: anything a library prints while loading goes to stderr.

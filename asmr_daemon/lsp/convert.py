@@ -18,8 +18,18 @@ from urllib.parse import unquote, urlparse
 from lsprotocol import types
 
 # Which lines are Japanese sources and which their translations: shared with ``import-pairs``.
-from asmr_daemon.scripts.bilingual import bilingual_pairs, has_kana, is_source_line, is_translation_line  # noqa: F401
-from asmr_daemon.scripts.formats import clean_translation, format_for_path, parse_text, split_lines
+from asmr_daemon.scripts.bilingual import (  # noqa: F401
+    bilingual_pairs,
+    has_kana,
+    is_source_line,
+    is_translation_line,
+)
+from asmr_daemon.scripts.formats import (
+    clean_translation,
+    format_for_path,
+    parse_text,
+    split_lines,
+)
 from asmr_daemon.scripts.model import Document, Line
 
 # Editor language ids that name a subtitle format (VS Code / Neovim filetypes).

@@ -10,7 +10,11 @@ from asmr_daemon.scripts.formats import format_for_path, parse_text, render
 from asmr_daemon.scripts.model import Document, Line, LineKind
 from asmr_daemon.scripts.reader import read_script
 from asmr_daemon.scripts.segment import Segmenter, get_segmenter
-from asmr_daemon.scripts.writer import atomic_write_bytes, output_name, write_translation
+from asmr_daemon.scripts.writer import (
+    atomic_write_bytes,
+    output_name,
+    write_translation,
+)
 
 __all__ = [
     "Decoded",

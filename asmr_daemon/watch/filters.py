@@ -41,7 +41,7 @@ class InboxFilter:
     excluded: tuple[Path, ...] = ()
 
     @classmethod
-    def for_folders(cls, inbox: Path, *others: Path) -> "InboxFilter":
+    def for_folders(cls, inbox: Path, *others: Path) -> InboxFilter:
         inbox = Path(os.path.abspath(inbox))
         inside = tuple(Path(os.path.abspath(p)) for p in others if _is_within(Path(os.path.abspath(p)), inbox))
         return cls(inbox, inside)

@@ -15,9 +15,9 @@ import enum
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 
 class JobState(enum.StrEnum):
@@ -112,7 +112,7 @@ class JobStore:
                 db.execute("INSERT INTO migrations (id, applied) VALUES (?, ?)", (number, self._clock()))
 
     class _Tx:
-        def __init__(self, store: "JobStore") -> None:
+        def __init__(self, store: JobStore) -> None:
             self.store = store
 
         def __enter__(self) -> sqlite3.Connection:
@@ -126,7 +126,7 @@ class JobStore:
             finally:
                 self.store._lock.release()
 
-    def _transaction(self) -> "JobStore._Tx":
+    def _transaction(self) -> JobStore._Tx:
         return JobStore._Tx(self)
 
     def _update(self, job_id: int, **values: object) -> None:

@@ -19,15 +19,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from asmr_daemon.errors import BackendUnavailable, InputError
 from asmr_daemon.watch.filters import InboxFilter
 from asmr_daemon.watch.jobs import Job, JobCode, JobState, JobStore
-from asmr_daemon.watch.outputs import (error_report_path, move_no_clobber, unique_destination,
-                                       write_failure)
+from asmr_daemon.watch.outputs import (
+    error_report_path,
+    move_no_clobber,
+    unique_destination,
+    write_failure,
+)
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ that (wait forever).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 Signature = tuple[int, int]  # (size, mtime_ns)
 

@@ -17,8 +17,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from asmr_daemon.errors import ConfigError
 from asmr_daemon.watch.filters import InboxFilter
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class _Handler:
     """watchdog event handler: forwards paths to the watcher (runs on the observer's thread)."""
 
-    def __init__(self, watcher: "InboxWatcher") -> None:
+    def __init__(self, watcher: InboxWatcher) -> None:
         self.watcher = watcher
 
     def dispatch(self, event) -> None:  # watchdog calls dispatch() on its handler

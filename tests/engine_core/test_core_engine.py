@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.engine import Segment
+from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Priority, Translation, Unfinished
 
 from .fakes import FakeBackend, fake_translate

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from asmr_daemon.engine.glossary import Glossary, check_glossary_used, glossary_for_script
+from asmr_daemon.engine.glossary import (
+    Glossary,
+    check_glossary_used,
+    glossary_for_script,
+)
 from asmr_daemon.engine.prompts import GlossaryEntry as E
 from asmr_daemon.errors import ConfigError
 

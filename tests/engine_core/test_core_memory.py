@@ -7,7 +7,12 @@ import threading
 from pathlib import Path
 
 from asmr_daemon.config import DecodingSettings
-from asmr_daemon.engine.memory import TranslationMemory, context_key, normalize, translation_key
+from asmr_daemon.engine.memory import (
+    TranslationMemory,
+    context_key,
+    normalize,
+    translation_key,
+)
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Translation
 

@@ -11,7 +11,12 @@ from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.requests import Unfinished
 from asmr_daemon.engine.tokenizer import ChatGLM2Tokenizer
 
-from .kit import random_model, random_native_lora, write_adapter, write_chatglm2_checkpoint
+from .kit import (
+    random_model,
+    random_native_lora,
+    write_adapter,
+    write_chatglm2_checkpoint,
+)
 
 PROMPTS = [
     "おはよう",

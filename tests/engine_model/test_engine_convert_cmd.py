@@ -13,7 +13,13 @@ from asmr_daemon.engine import chatglm2
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.errors import ModelDirError
 
-from .kit import logits, random_model, random_native_lora, write_adapter, write_chatglm2_checkpoint
+from .kit import (
+    logits,
+    random_model,
+    random_native_lora,
+    write_adapter,
+    write_chatglm2_checkpoint,
+)
 
 
 def _args(*argv: str) -> argparse.Namespace:

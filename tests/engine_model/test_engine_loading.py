@@ -12,7 +12,14 @@ from asmr_daemon.engine import chatglm2
 from asmr_daemon.engine.loading import LoadedModel, attach_adapter, load_model
 from asmr_daemon.errors import AdapterError, DeviceError, ModelDirError
 
-from .kit import logits, random_model, random_native_lora, tiny_config, write_adapter, write_chatglm2_checkpoint
+from .kit import (
+    logits,
+    random_model,
+    random_native_lora,
+    tiny_config,
+    write_adapter,
+    write_chatglm2_checkpoint,
+)
 
 TRAP = """
 import pathlib

@@ -6,7 +6,11 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS, ChatGLM2Tokenizer, load_tokenizer
+from asmr_daemon.engine.tokenizer import (
+    SPECIAL_TOKENS,
+    ChatGLM2Tokenizer,
+    load_tokenizer,
+)
 from asmr_daemon.errors import ModelDirError
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Answer = tuple[int, Any]  # (status, JSON body)
 Handler = Callable[[str, str, dict[str, Any] | None], Answer]

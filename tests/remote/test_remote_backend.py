@@ -11,11 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from asmr_daemon.config import DecodingSettings, EngineSettings, OpenAISettings, load_settings
+from asmr_daemon.config import (
+    DecodingSettings,
+    EngineSettings,
+    OpenAISettings,
+    load_settings,
+)
 from asmr_daemon.engine.engine import Engine
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.remote import OpenAIBackend, probe
-from asmr_daemon.errors import AdapterError, BackendError, BackendUnavailable, ConfigError
+from asmr_daemon.errors import (
+    AdapterError,
+    BackendError,
+    BackendUnavailable,
+    ConfigError,
+)
 from asmr_daemon.watch.jobs import JobCode, JobState, JobStore
 from asmr_daemon.watch.runner import Folders, JobRunner
 

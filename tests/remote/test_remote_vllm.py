@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from kit import Kit
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from asmr_daemon.errors import BinaryFileError, EmptyFileError, EncodingError, FileTooLargeError, InputCode
+from asmr_daemon.errors import (
+    BinaryFileError,
+    EmptyFileError,
+    EncodingError,
+    FileTooLargeError,
+    InputCode,
+)
 from asmr_daemon.scripts import decode_bytes, read_script
 
 VARIANTS = {

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from asmr_daemon.errors import MalformedScriptError
-from asmr_daemon.scripts import Document, LineKind, format_for_path, parse_text, read_script, render
+from asmr_daemon.scripts import (
+    Document,
+    LineKind,
+    format_for_path,
+    parse_text,
+    read_script,
+    render,
+)
 
 ROUND_TRIP = [
     "dialogue.txt",

@@ -14,6 +14,7 @@ import pytest
 
 from .notify import NotifyListener
 
+
 @pytest.fixture
 def world(tmp_path, request):
     try:

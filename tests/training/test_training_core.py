@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from kit import Kit
 from safetensors.torch import load_file
 
 from asmr_daemon.engine.loading import load_model
@@ -24,7 +25,6 @@ from asmr_daemon.training import (
     split_pairs,
     train_lora,
 )
-from kit import Kit
 
 QUICK = replace(TINY_TRAIN, epochs=8)
 

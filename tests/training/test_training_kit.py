@@ -7,12 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+from kit import Kit
 
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.scripts import read_script
-from asmr_daemon.tiny_model import REMOTE_CODE_FILES, build_tiny_base, corpus_for, greedy_translations
+from asmr_daemon.tiny_model import (
+    REMOTE_CODE_FILES,
+    build_tiny_base,
+    corpus_for,
+    greedy_translations,
+)
 from asmr_daemon.training import TrainingPair
-from kit import Kit
 
 
 def _targets(pairs: list[TrainingPair]) -> list[str]:

@@ -13,7 +13,6 @@ from asmr_daemon.watch.outputs import unique_destination
 from asmr_daemon.watch.runner import Folders, JobRunner, sha256_file
 
 
-
 @pytest.fixture
 def store(tmp_path: Path) -> JobStore:
     s = JobStore(tmp_path / "state" / "jobs.sqlite", clock=iter(range(1000, 100000)).__next__)
