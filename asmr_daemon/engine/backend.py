@@ -96,6 +96,8 @@ class LocalBackend:
         model = self.loaded.model
         if (self.adapter_name is not None and _is_peft(model)
                 and self.adapter_name in model.peft_config and len(model.peft_config) > 1):
+            if model.active_adapter == self.adapter_name:  # hand "active" to a live adapter first
+                model.set_adapter(next(n for n in model.peft_config if n != self.adapter_name), inference_mode=True)
             model.delete_adapter(self.adapter_name)
             self.adapter_name = None
 
