@@ -168,6 +168,25 @@ class OpenAIBackend:
         backend.server_info(refresh=True)  # loads it now: a swap that cannot work fails here, not later
         return backend
 
+    def retire(self) -> None:
+        """Unload this backend's runtime-loaded adapter from the server (the engine calls it once
+        no request needs this backend any more), so switches do not pile adapters up on the
+        server (vLLM keeps at most ``--max-cpu-loras`` of them). Served ``--lora-modules`` adapters
+        stay. Best effort: a server that is down forgot the adapter anyway."""
+        if self._runtime_adapter is None:
+            return
+        name, _ = self._runtime_adapter
+        self._runtime_adapter = None
+        try:
+            status, body = self._request("POST", "/unload_lora_adapter", {"lora_name": name}, retry=False)
+        except (BackendUnavailable, BackendError) as exc:
+            log.info("could not unload adapter %r from %s: %s", name, self.base_url, exc)
+            return
+        if status < 400:
+            log.info("unloaded adapter %r from %s", name, self.base_url)
+        else:
+            log.info("the server kept adapter %r: %s", name, _short(body))
+
     def _derive(self, *, adapter: str, runtime: tuple[str, str] | None) -> OpenAIBackend:
         backend = OpenAIBackend.__new__(OpenAIBackend)
         backend.__dict__.update(self.__dict__)

@@ -72,6 +72,9 @@ class FakeServer:
         if method == "POST" and path == "/v1/load_lora_adapter" and body:
             self.models.append(body["lora_name"])
             return 200, "Success"
+        if method == "POST" and path == "/v1/unload_lora_adapter" and body and body["lora_name"] in self.models:
+            self.models.remove(body["lora_name"])
+            return 200, "Success"
         return 404, {"error": {"message": f"no route {method} {path}", "code": 404}}
 
     def completions(self) -> list[dict[str, Any]]:

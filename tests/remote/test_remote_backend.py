@@ -175,6 +175,25 @@ def test_with_adapter_switches_served_names_and_loads_directories_at_runtime(ser
     assert backend.with_adapter(native).served_name != swapped.served_name
 
 
+def test_retiring_a_runtime_adapter_unloads_it_and_leaves_served_ones(server, tmp_path):
+    backend = make(server.url)
+    native = tmp_path / "lora-v3"
+    native.mkdir()
+    (native / "adapter_config.json").write_text(json.dumps({"target_modules": ["q_proj"]}))
+    (native / "adapter_model.safetensors").write_bytes(b"weights")
+    swapped = backend.with_adapter(native)
+    assert swapped.served_name in server.models
+    swapped.retire()
+    swapped.retire()  # idempotent: one unload request
+    unloads = [body for _, path, body, _ in server.requests if path == "/v1/unload_lora_adapter"]
+    assert unloads == [{"lora_name": swapped.served_name}]
+    assert swapped.served_name not in server.models
+    served = backend.with_adapter("demo")
+    served.retire()  # a --lora-modules adapter is not ours to unload
+    assert "demo" in server.models
+    assert len([1 for _, path, _, _ in server.requests if path == "/v1/unload_lora_adapter"]) == 1
+
+
 def test_probe_says_what_is_served_or_why_not(server):
     ok, detail = probe(OpenAISettings(base_url=server.url, model="tiny", adapter="demo"))
     assert ok and "tiny, demo" in detail and "512" in detail
