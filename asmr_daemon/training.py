@@ -36,6 +36,7 @@ from asmr_daemon.engine.prompts import (
     build_prompt,
     validate_template,
 )
+from asmr_daemon.scripts.writer import atomic_write_bytes
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -551,4 +552,6 @@ def save_adapter(
 
 
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    """JSON written atomically (adapter configs and metadata are outputs the daemon reads)."""
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    atomic_write_bytes(Path(path), text.encode("utf-8"))

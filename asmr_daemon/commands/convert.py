@@ -9,7 +9,6 @@ DST_ADAPTER/adapter_model.safetensors on native module names. Python files in SR
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -48,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         TOKENIZER_FILE,
         load_tokenizer,
     )
+    from asmr_daemon.training import write_json
 
     src, dst = Path(args.src), Path(args.dst)
     adapter_src = getattr(args, "adapter", None)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             "prompt_prefix": ["[gMASK]", "sop"],
             "padding_side": "left",
         }
-        (dst / TOKEN_SCHEME_FILE).write_text(json.dumps(scheme, indent=2) + "\n", encoding="utf-8")
+        write_json(dst / TOKEN_SCHEME_FILE, scheme)
     written = sorted(p.name for p in dst.iterdir())
     console.print(f"[green]wrote[/] native checkpoint {dst}: {', '.join(written)}")
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         adapter_dst = Path(adapter_dst)
         adapter_dst.mkdir(parents=True, exist_ok=True)
         acfg["base_model_name_or_path"] = str(dst)
-        (adapter_dst / "adapter_config.json").write_text(json.dumps(acfg, indent=2) + "\n", encoding="utf-8")
+        write_json(adapter_dst / "adapter_config.json", acfg)
         save_file({k: v.contiguous() for k, v in sd.items()}, str(adapter_dst / "adapter_model.safetensors"))
         console.print(
             f"[green]wrote[/] adapter {adapter_dst}: adapter_config.json, adapter_model.safetensors "

@@ -10,6 +10,7 @@ memory, so translating again is instant.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from asmr_daemon.cli import add_model_arguments, model_overrides
@@ -42,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from asmr_daemon.config import load_settings
     from asmr_daemon.errors import InputError
     from asmr_daemon.runtime import build_engine, require_base_model
-    from asmr_daemon.scripts import output_name
     from asmr_daemon.translate_file import translate_file
 
     console = Console(stderr=True)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console) as bar:
             for src in args.files:
-                dest = (args.output_dir or src.parent) / output_name(src.name)
+                dest = destination(args, src)
                 task = bar.add_task(src.name, total=None)
                 try:
                     translate_file(runtime.engine, src, dest, settings,
@@ -77,21 +77,25 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def destination(args: argparse.Namespace, src: Path) -> Path:
+    """``NAME.zh.EXT`` in ``-o DIR`` or next to the input (absolute: the daemon has its own cwd)."""
+    from asmr_daemon.scripts import output_name
+
+    return Path(os.path.abspath(args.output_dir or src.parent)) / output_name(src.name)
+
+
 def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # type: ignore[no-untyped-def]
     """Have the running daemon translate the files; None when no daemon answers."""
-    import os
-
     from asmr_daemon.errors import AsmrError, DaemonNotRunning
     from asmr_daemon.lsp.client import execute_command
     from asmr_daemon.lsp.endpoint import default_socket_path
     from asmr_daemon.lsp.server import TRANSLATE_FILE
-    from asmr_daemon.scripts import output_name
 
     socket_path = args.socket or default_socket_path()
     failures = 0
     for number, src in enumerate(args.files):
         src = Path(os.path.abspath(src))
-        dest = Path(os.path.abspath(args.output_dir or src.parent)) / output_name(src.name)
+        dest = destination(args, src)
         try:
             with console.status(f"{src.name}: translating with the running daemon..."):
                 execute_command(socket_path, TRANSLATE_FILE, [str(src), str(dest), {"bilingual": bool(args.bilingual)}])

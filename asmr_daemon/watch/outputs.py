@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from asmr_daemon.errors import InputError
+from asmr_daemon.scripts.writer import atomic_write_bytes
 
 
 def numbered(path: Path, n: int) -> Path:
@@ -60,22 +60,8 @@ def move_no_clobber(src: Path, dest: Path) -> None:
 
 
 def atomic_write_text(dest: Path, text: str) -> None:
-    """Write ``text`` to ``dest`` through a temp file in the same folder + fsync + rename, so a
-    reader (or a crash) never sees half a file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``text`` (UTF-8) to ``dest`` atomically: a reader (or a crash) never sees half a file."""
+    atomic_write_bytes(dest, text.encode("utf-8"))
 
 
 def error_report(source_name: str, code: str, message: str, hint: str | None, when: float | None = None) -> str:

@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from lsprotocol import types
+from ports import free_port
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
 from asmr_daemon.scripts import parse_text
@@ -40,12 +40,6 @@ STARTUP_TIMEOUT = 180.0
 # but two shared cores may be busy with the rest of the suite.
 ANSWER_TIMEOUT = 120.0
 SOCKET_PATH_LIMIT = 107  # sun_path is 108 bytes on Linux, NUL included
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)

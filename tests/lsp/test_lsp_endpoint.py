@@ -11,6 +11,7 @@ import stat
 import pytest
 from lsp_fakes import FakeEngine
 from lsprotocol import types
+from ports import free_port
 from pygls.exceptions import JsonRpcException
 from pygls.io_ import run_async
 from pytest_lsp import LanguageClient, make_test_lsp_client
@@ -20,12 +21,6 @@ from asmr_daemon.errors import AsmrError, ConfigError
 from asmr_daemon.lsp.endpoint import LspEndpoint
 
 URI = "file:///tmp/asmr-lsp-test/script.txt"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
