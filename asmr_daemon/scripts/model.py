@@ -7,7 +7,7 @@ construction: the writer replaces the ``body`` of TEXT lines and copies everythi
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class LineKind(enum.Enum):
@@ -40,6 +40,20 @@ class Line:
         return self.kind is LineKind.TEXT
 
 
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """Something the parser repaired or skipped instead of refusing the file (a player would
+    tolerate it): reported to the user in the review report, the CLI and the editor.
+
+    ``line`` is 1-based (as editors and users count); ``code`` is a short stable identifier
+    (e.g. ``"timing-repaired"``, ``"block-copied"``); ``message`` says what happened in words.
+    """
+
+    line: int
+    code: str
+    message: str
+
+
 @dataclass(slots=True)
 class Document:
     """A decoded, parsed script plus what is needed to write it back the same way.
@@ -56,6 +70,7 @@ class Document:
     bom: bool = False
     source_name: str = "<text>"
     final_newline: bool = True
+    repairs: list[Repair] = field(default_factory=list)
 
     @property
     def text_lines(self) -> list[Line]:
