@@ -61,6 +61,7 @@ def build_engine(settings: Settings, *, progress: bool = True) -> Runtime:
     from asmr_daemon.engine.prompts import validate_template
 
     validate_template(settings.prompt.template)
+    loaded: LoadedModel | RemoteModel
     if settings.model.backend == "openai":
         backend, loaded = _remote_backend(settings)
     else:

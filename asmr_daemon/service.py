@@ -71,9 +71,9 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
     stream = stream or sys.stderr
     level = logging.DEBUG if verbose or os.environ.get("ASMR_DEBUG") else logging.INFO
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_asmr", False):
-            root.removeHandler(handler)
+    for old in list(root.handlers):
+        if getattr(old, "_asmr", False):
+            root.removeHandler(old)
     handler: logging.Handler
     if stream.isatty():
         from rich.console import Console
@@ -84,7 +84,7 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
         handler = logging.StreamHandler(stream)
         fmt = "%(levelname)s %(name)s: %(message)s"
         handler.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
-    handler._asmr = True  # type: ignore[attr-defined]
+    setattr(handler, "_asmr", True)  # marks our handler, so a second call replaces it
     root.addHandler(handler)
     root.setLevel(level)
     # watchdog logs every event at DEBUG; keep the journal readable.

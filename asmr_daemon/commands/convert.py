@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModelDirError(f"{src} is already a native GLM checkpoint (model_type {raw_cfg['model_type']!r})")
     tokenizer = load_tokenizer(src)
     _require_empty(dst, "output directory", ModelDirError)
-    if adapter_dst is not None:
+    if adapter_src is not None and adapter_dst is not None:
         _require_empty(Path(adapter_dst), "adapter output directory", AdapterError)
         adapter = read_adapter(Path(adapter_src))  # fail before the slow part
 

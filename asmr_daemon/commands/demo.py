@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None, model_overrides(args))
     script = args.script or SCRIPT_FILE
     root = Path(tempfile.mkdtemp(prefix="asmr-demo-"))
+    adapter: Path | None
     try:
         if settings.model.base_model is None:
             console.print("[bold yellow]DEMO MODEL[/]: no model is configured, so a tiny model is trained now "

@@ -7,6 +7,7 @@ Exits non-zero when something needed for translating is broken.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def collect_checks(settings: Settings) -> list[Check]:
     checks = [Check("python", True, f"{platform.python_version()} ({platform.python_implementation()})")]
     checks.append(_guard("torch", _torch))
     for package in ("transformers", "peft", "spacy", "sudachipy", "pygls", "watchdog"):
-        checks.append(_guard(package, lambda p=package: f"{metadata.version(p)}"))
+        checks.append(_guard(package, functools.partial(metadata.version, package)))
     checks.append(_guard("japanese pipeline", _japanese_pipeline))
     checks.append(Check("config file", None, str(settings.source_file) if settings.source_file
                         else "none (defaults, environment and flags only)"))

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
     from asmr_daemon.config import load_settings
     from asmr_daemon.service import JOBS_FILE, STATUS_FILE, StatusFile
-    from asmr_daemon.watch.jobs import read_only_counts
+    from asmr_daemon.watch.jobs import Job, read_only_counts
 
     settings = load_settings(Path(args.config) if args.config else None,
                              {("paths", "state_dir"): getattr(args, "state_dir", None)})
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     queue = read_only_counts(state_dir / JOBS_FILE)
     if queue is None:
         table.add_row("jobs", "none yet")
-        failures = []
+        failures: list[Job] = []
     else:
         counts, failures = queue
         table.add_row("jobs", ", ".join(f"{counts[k]} {k}" for k in ("queued", "running", "done", "failed")))

@@ -10,10 +10,15 @@ memory, so translating again is instant.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from asmr_daemon.cli import add_model_arguments, model_overrides
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 task = bar.add_task(src.name, total=None)
                 try:
                     translate_file(runtime.engine, src, dest, settings,
-                                   progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
+                                   progress=functools.partial(_show_progress, bar, task))
                 except (InputError, FileNotFoundError) as exc:
                     failures += 1
                     bar.update(task, description=f"[red]{src.name}: failed")
@@ -75,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         runtime.close()
     return 1 if failures else 0
+
+
+def _show_progress(bar: Progress, task: TaskID, done: int, total: int) -> None:
+    bar.update(task, completed=done, total=total)
 
 
 def destination(args: argparse.Namespace, src: Path) -> Path:

@@ -43,7 +43,7 @@ class _RowLimits(StoppingCriteria):
         self.should_stop = should_stop
         self.preempted = False
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
         if self.should_stop is not None and self.should_stop():
             self.preempted = True
             return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

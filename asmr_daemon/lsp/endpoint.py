@@ -23,13 +23,16 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygls.io_ import run_async
 
 from asmr_daemon.config import Settings, default_runtime_dir
 from asmr_daemon.errors import AsmrError, ConfigError
-from asmr_daemon.lsp.translate import EngineLike, GlossaryFor, Translator, _no_glossary
+from asmr_daemon.lsp.translate import GlossaryFor, Translator, _no_glossary
+
+if TYPE_CHECKING:
+    from asmr_daemon.engine.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class LspEndpoint:
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: Engine,
         settings: Settings,
         *,
         glossary_for: GlossaryFor | None = None,
@@ -114,7 +117,7 @@ class LspEndpoint:
         """Close listeners and every connection; in-flight requests are cancelled."""
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: stopping.done() or stopping.set_result(None))
+            loop.call_soon_threadsafe(lambda: None if stopping.done() else stopping.set_result(None))
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

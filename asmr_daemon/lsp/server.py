@@ -193,7 +193,7 @@ class AsmrLanguageServer(LanguageServer):
                 continue
             future = self.translator.line(buffer.doc, index, self.path_of(buffer))
             self._prefetching[key] = future
-            future.add_done_callback(lambda f, key=key: self._prefetching.pop(key, None))
+            future.add_done_callback(functools.partial(_forget, self._prefetching, key))
             futures.append(future)
         if futures:
             self.spawn(self._refresh_after(futures))
@@ -224,6 +224,14 @@ class AsmrLanguageServer(LanguageServer):
             task.cancel()
         for future in list(self.protocol._request_futures.values()):
             future.cancel()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    loop.call_soon_threadsafe(callback, *args)
+
+
+def _forget(pending: dict, key: object, _future: Future) -> None:
+    pending.pop(key, None)
 
 
 def _handler(empty: Any = None) -> Callable:
@@ -442,7 +450,7 @@ async def _translate_whole(ls: AsmrLanguageServer, buffer: ParsedBuffer, layout:
         ls.translator.document,
         buffer.doc,
         ls.path_of(buffer),
-        progress=lambda done, total: loop.call_soon_threadsafe(report, done, total),
+        progress=functools.partial(_call_soon, loop, report),
         cancel=cancel,
     )
     try:

@@ -11,27 +11,20 @@ asks only the translation memory, under the same keys the pipeline uses (``looku
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import Settings
 from asmr_daemon.scripts.model import Document
 
+if TYPE_CHECKING:
+    from asmr_daemon.engine.engine import Engine
+
 GlossaryFor = Callable[[Path | None], Any]
 """Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
-
-
-class EngineLike(Protocol):
-    """The part of ``asmr_daemon.engine.engine.Engine`` the language server uses."""
-
-    def submit(self, source: str, *, context: Sequence[Any] = (), glossary: Sequence[Any] = (), priority: Any = ...) -> Future: ...
-
-    def lookup(self, source: str, *args: Any, **kwargs: Any) -> Any | None: ...
-
-    def record_correction(self, source: str, target: str, *, context: Sequence[Any] = ()) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +43,7 @@ def _no_glossary(path: Path | None) -> None:
 class Translator:
     """Shared by every connection of one endpoint (thread-safe)."""
 
-    engine: EngineLike
+    engine: Engine
     settings: Settings
     glossary_for: GlossaryFor = _no_glossary
     use_adapter: Callable[[Path], str] | None = None

@@ -118,7 +118,7 @@ def _malformed(source_name: str, lineno: int, problem: str, raw: str, hint: str)
 
 def _srt_timing_ok(raw: str) -> bool:
     m = _SRT_TIMING_RE.match(raw)
-    return bool(m) and all(int(m.group(k)) < 60 for k in (2, 3, 6, 7))
+    return m is not None and all(int(m.group(k)) < 60 for k in (2, 3, 6, 7))
 
 
 def _kinds_srt(lines: list[str], source_name: str) -> list[tuple[LineKind, str]]:
@@ -160,7 +160,7 @@ def _kinds_srt(lines: list[str], source_name: str) -> list[tuple[LineKind, str]]
 
 def _vtt_timing_ok(raw: str) -> bool:
     m = _VTT_TIMING_RE.match(raw)
-    return bool(m) and all(int(m.group(k)) < 60 for k in (2, 3, 6, 7))
+    return m is not None and all(int(m.group(k)) < 60 for k in (2, 3, 6, 7))
 
 
 def _kinds_vtt(lines: list[str], source_name: str) -> list[tuple[LineKind, str]]:

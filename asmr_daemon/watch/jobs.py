@@ -160,7 +160,8 @@ class JobStore:
                 return int(row[0])
             cursor = db.execute("INSERT INTO jobs (source, state, created, updated) VALUES (?, 'queued', ?, ?)",
                                 (source, now, now))
-            return int(cursor.lastrowid)
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
 
     def claim(self, job_id: int | None = None) -> Job | None:
         """Mark the oldest queued job (or queued job ``job_id``) running, attempts + 1, and

@@ -20,6 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.api import BaseObserver
+
 from asmr_daemon.errors import ConfigError
 from asmr_daemon.watch.filters import InboxFilter
 from asmr_daemon.watch.stability import StabilityTracker, Unstable
@@ -27,13 +30,13 @@ from asmr_daemon.watch.stability import StabilityTracker, Unstable
 log = logging.getLogger(__name__)
 
 
-class _Handler:
+class _Handler(FileSystemEventHandler):
     """watchdog event handler: forwards paths to the watcher (runs on the observer's thread)."""
 
     def __init__(self, watcher: InboxWatcher) -> None:
         self.watcher = watcher
 
-    def dispatch(self, event) -> None:  # watchdog calls dispatch() on its handler
+    def dispatch(self, event: FileSystemEvent) -> None:  # watchdog calls dispatch() on its handler
         kind = event.event_type
         if kind not in ("created", "moved", "closed"):
             return
@@ -47,7 +50,7 @@ class _Handler:
             self.watcher.notice(Path(path))
 
 
-def make_observer(kind: str, inbox: Path, handler: _Handler, polling_timeout: float = 1.0):
+def make_observer(kind: str, inbox: Path, handler: _Handler, polling_timeout: float = 1.0) -> BaseObserver:
     """Start a watchdog observer on ``inbox`` (recursive). ``kind``: inotify, polling or auto
     (inotify, falling back to polling when it cannot start, e.g. the per-user watch limit
     ``fs.inotify.max_user_watches`` is exhausted or the inbox is on a network filesystem)."""
@@ -57,7 +60,7 @@ def make_observer(kind: str, inbox: Path, handler: _Handler, polling_timeout: fl
         try:
             from watchdog.observers.inotify import InotifyObserver
 
-            observer = InotifyObserver()
+            observer: BaseObserver = InotifyObserver()
             observer.schedule(handler, str(inbox), recursive=True)
             observer.start()
             return observer
@@ -94,7 +97,7 @@ class InboxWatcher:
         self._next_rescan = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._observer = None
+        self._observer: BaseObserver | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
