@@ -18,7 +18,7 @@ from typing import Any
 
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.errors import DatasetError
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 # ---------------------------------------------------------------------------------------------
 # JSON Lines

@@ -21,21 +21,12 @@ from typing import Any, Literal
 import torch
 from transformers import GlmConfig, GlmForCausalLM
 
+from asmr_daemon import tiny_chatglm2
+from asmr_daemon.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_metadata, save_adapter, write_json
 from asmr_daemon.config import DEFAULT_TEMPLATE
-from asmr_daemon.engine import chatglm2
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS, TOKENIZER_FILE
-from asmr_daemon.training import (
-    ADAPTER_CONFIG,
-    ADAPTER_WEIGHTS,
-    EpochReport,
-    TrainConfig,
-    TrainingPair,
-    TrainResult,
-    adapter_metadata,
-    pair_prompt,
-    save_adapter,
-    write_json,
-)
+from asmr_daemon.training import EpochReport, TrainConfig, TrainResult
+from asmr_daemon.training_data import TrainingPair, pair_prompt
 
 # The marker a test kit's stand-in remote code writes if anything ever imports it (DESIGN §4).
 IMPORT_MARKER = "REMOTE_CODE_WAS_IMPORTED"
@@ -203,8 +194,8 @@ def build_tiny_base(
             if not quiet:
                 hf_logging.enable_progress_bar()
         return out_dir
-    write_json(out_dir / "config.json", chatglm2.chatglm2_config_from_glm(config))
-    sd = chatglm2.chatglm2_state_dict_from_native(model.state_dict(), config)
+    write_json(out_dir / "config.json", tiny_chatglm2.chatglm2_config_from_glm(config))
+    sd = tiny_chatglm2.chatglm2_state_dict_from_native(model.state_dict(), config)
     torch.save({k: v.detach().half().contiguous().clone() for k, v in sd.items()}, out_dir / "pytorch_model.bin")
     write_json(out_dir / "tokenizer_config.json", _TOKENIZER_CONFIG)
     for name in REMOTE_CODE_FILES:
@@ -336,7 +327,7 @@ def write_chatglm2_adapter(native_dir: Path, out_dir: Path, glm_config: GlmConfi
 
     sd = load_file(str(Path(native_dir) / ADAPTER_WEIGHTS))
     cfg = json.loads((Path(native_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    new_sd, new_cfg = chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
+    new_sd, new_cfg = tiny_chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
     new_cfg["base_model_name_or_path"] = CHATGLM2_HUB_NAME
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

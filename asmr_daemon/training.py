@@ -9,64 +9,24 @@ the seed. What the model learns is exactly what inference asks of it:
 - the answer is tokenised on its own and followed by eos (ChatGLM2's own fine-tuning scheme,
   DESIGN §10), and only the answer and eos carry loss (prompt and padding are labelled -100).
 
-Batches are right-padded: causal attention never lets a real token see the padding after it, and the
-default positions 0..n-1 are then the ones a left-padded prompt gets at inference.
+Pairs become batches in ``training_data.py``; the adapter directory is written by ``adapter_files.py``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import math
-import os
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
 from asmr_daemon.config import DEFAULT_TEMPLATE
-from asmr_daemon.engine.prompts import (
-    ContextLine,
-    GlossaryEntry,
-    build_prompt,
-    validate_template,
-)
-from asmr_daemon.scripts.writer import atomic_write_bytes
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-METADATA_FILE = "asmr_adapter.json"
-METADATA_FORMAT = "asmr-daemon-adapter"
-IGNORE_INDEX = -100
-
-
-class Tokenizer(Protocol):
-    """What training needs from ``asmr_daemon.engine.tokenizer.ChatGLM2Tokenizer``."""
-
-    @property
-    def eos_id(self) -> int: ...
-
-    @property
-    def pad_id(self) -> int: ...
-
-    def encode_prompt(self, text: str) -> list[int]: ...
-
-    def encode_answer(self, text: str) -> list[int]: ...
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """One example: a source line (or sentence) and its translation, with optional prompt extras."""
-
-    source: str
-    target: str
-    context: tuple[ContextLine, ...] = ()
-    glossary: tuple[GlossaryEntry, ...] = ()
+from asmr_daemon.engine.prompts import validate_template
+from asmr_daemon.training_data import Example, Tokenizer, TrainingPair, collate, encode_pair, split_pairs
 
 
 @dataclass(frozen=True)
@@ -142,75 +102,6 @@ class TrainResult:
     val_size: int = 0
     skipped: int = 0  # pairs longer than max_length, left out
     stopped_early: bool = False
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Example:
-    input_ids: list[int]
-    labels: list[int]
-
-    @property
-    def n_targets(self) -> int:
-        # Labels are shifted inside the loss: position i predicts labels[i+1], so label 0 never counts.
-        return sum(1 for x in self.labels[1:] if x != IGNORE_INDEX)
-
-
-def pair_prompt(pair: TrainingPair, template: str = DEFAULT_TEMPLATE) -> str:
-    """The prompt text for a pair: exactly what the engine sends for the same segment."""
-    return build_prompt(pair.source, template=template, context=pair.context, glossary=pair.glossary)
-
-
-def encode_pair(tokenizer: Tokenizer, pair: TrainingPair, template: str = DEFAULT_TEMPLATE) -> Example:
-    prompt = tokenizer.encode_prompt(pair_prompt(pair, template))
-    answer = [*tokenizer.encode_answer(pair.target), tokenizer.eos_id]
-    return Example(input_ids=prompt + answer, labels=[IGNORE_INDEX] * len(prompt) + answer)
-
-
-def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch: ``input_ids``, ``attention_mask``, ``labels`` (-100 on padding)."""
-    width = max(len(e.input_ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e.input_ids)
-        ids[row, :n] = torch.tensor(e.input_ids, dtype=torch.long)
-        mask[row, :n] = 1
-        labels[row, :n] = torch.tensor(e.labels, dtype=torch.long)
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-def split_pairs(pairs: Sequence[TrainingPair], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Deterministic train/validation split of indices (validation in original order)."""
-    n = len(pairs)
-    if val_fraction <= 0 or n < 2:
-        return list(range(n)), []
-    n_val = min(n - 1, max(1, round(n * val_fraction)))
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    val = sorted(order[:n_val])
-    held = set(val)
-    return [i for i in range(n) if i not in held], val
-
-
-def dataset_hash(pairs: Sequence[TrainingPair]) -> str:
-    """SHA-256 of the pairs (order included), recorded with an adapter to tell data sets apart."""
-    h = hashlib.sha256()
-    for pair in pairs:
-        record = {
-            "source": pair.source,
-            "target": pair.target,
-            "context": [[c.source, c.translation] for c in pair.context],
-            "glossary": [[g.source, g.target, g.note] for g in pair.glossary],
-        }
-        h.update(json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,7 +293,7 @@ def _wrap(model: Any, config: TrainConfig, resume_from: Path | None) -> Any:
 def _get_peft_model(model: Any, lora: Any) -> Any:
     from peft import get_peft_model
 
-    from asmr_daemon.engine.loading import quiet_peft_warnings
+    from asmr_daemon.engine.adapters import quiet_peft_warnings
 
     with quiet_peft_warnings():
         return get_peft_model(model, lora)
@@ -414,8 +305,8 @@ def _read_adapter(adapter_dir: Path, glm_config: Any) -> tuple[dict[str, torch.T
     Reads through the engine's own ``read_adapter``, so a missing or broken directory raises the same
     AdapterError as when serving it.
     """
+    from asmr_daemon.engine.adapters import read_adapter
     from asmr_daemon.engine.chatglm2 import convert_chatglm2_adapter
-    from asmr_daemon.engine.loading import read_adapter
 
     sd, cfg, _weights, _identity = read_adapter(adapter_dir)
     return convert_chatglm2_adapter(sd, cfg, glm_config)
@@ -482,76 +373,3 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[_Bar]:
         yield _Bar(progress, progress.add_task("training", total=total))
 
 
-# ---------------------------------------------------------------------------------------------
-# Saving
-# ---------------------------------------------------------------------------------------------
-
-
-def adapter_metadata(
-    config: TrainConfig,
-    pairs: Sequence[TrainingPair],
-    *,
-    base_identity: Any = None,
-    result: TrainResult | None = None,
-) -> dict[str, Any]:
-    """The standard ``asmr_adapter.json`` content for an adapter trained with ``config`` on ``pairs``."""
-    meta: dict[str, Any] = {
-        "base": base_identity,
-        "template": config.template,
-        "data": {"sha256": dataset_hash(pairs), "pairs": len(pairs)},
-        "hyperparameters": config.hyperparameters(),
-    }
-    if result is not None:
-        meta["train_losses"] = [round(x, 6) for x in result.train_losses]
-        meta["val_losses"] = [round(x, 6) for x in result.val_losses]
-        meta["epochs_trained"] = len(result.train_losses)
-    return meta
-
-
-def created_timestamp() -> str:
-    """Now in UTC, or ``$SOURCE_DATE_EPOCH`` when set (reproducible builds give the same files)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    when = _dt.datetime.fromtimestamp(int(epoch), _dt.UTC) if epoch else _dt.datetime.now(_dt.UTC)
-    return when.replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def save_adapter(
-    peft_model: Any,
-    out_dir: Path,
-    *,
-    metadata: dict[str, Any],
-    base_model_name_or_path: str | None = None,
-) -> Path:
-    """Write ``adapter_config.json``, ``adapter_model.safetensors`` and ``asmr_adapter.json``.
-
-    The first two are a standard peft directory (``PeftModel.from_pretrained`` reads it).
-    ``metadata`` (see ``adapter_metadata``) is stored with ``format`` and ``created`` added unless
-    given. ``base_model_name_or_path`` overrides the peft field (else the model's own name/path).
-    """
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = next(iter(peft_model.peft_config))
-    cfg = peft_model.peft_config[name].to_dict()
-    cfg = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
-    cfg["inference_mode"] = True
-    if base_model_name_or_path is not None:
-        cfg["base_model_name_or_path"] = base_model_name_or_path
-    for key in ("task_type", "peft_type"):  # enums -> their string values
-        if cfg.get(key) is not None and not isinstance(cfg[key], str):
-            cfg[key] = str(getattr(cfg[key], "value", cfg[key]))
-    sd = get_peft_model_state_dict(peft_model, adapter_name=name)
-    sd = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sd.items()}
-    save_file(sd, str(out_dir / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    write_json(out_dir / ADAPTER_CONFIG, cfg)
-    meta = {"format": METADATA_FORMAT, "created": created_timestamp(), **metadata}
-    write_json(out_dir / METADATA_FILE, meta)
-    return out_dir
-
-
-def write_json(path: Path, data: Any) -> None:
-    """JSON written atomically (adapter configs and metadata are outputs the daemon reads)."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
-    atomic_write_bytes(Path(path), text.encode("utf-8"))

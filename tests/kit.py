@@ -25,7 +25,7 @@ from asmr_daemon.tiny_model import (
     corpus_for,
     train_demo_adapter,
 )
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 TESTS_DIR = Path(__file__).resolve().parent
 FIXTURES = TESTS_DIR / "fixtures" / "kit"
@@ -35,7 +35,11 @@ _PACKAGE = Path(asmr_daemon.__file__).resolve().parent
 KIT_SOURCES = (
     _PACKAGE / "tiny_model.py",
     _PACKAGE / "training.py",
+    _PACKAGE / "training_data.py",
+    _PACKAGE / "adapter_files.py",
     _PACKAGE / "engine" / "chatglm2.py",
+    _PACKAGE / "engine" / "chatglm2_names.py",
+    _PACKAGE / "tiny_chatglm2.py",
     _PACKAGE / "engine" / "prompts.py",
     _PACKAGE / "config.py",  # DEFAULT_TEMPLATE
     PAIRS_FILE,

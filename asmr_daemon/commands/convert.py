@@ -35,19 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from safetensors.torch import save_file
 
+    from asmr_daemon.adapter_files import write_json
     from asmr_daemon.engine import chatglm2
-    from asmr_daemon.engine.loading import (
-        check_adapter_shapes,
-        load_chatglm2_native,
-        read_adapter,
-        read_model_config,
-    )
+    from asmr_daemon.engine.adapters import check_adapter_shapes, read_adapter
+    from asmr_daemon.engine.loading import load_chatglm2_native
+    from asmr_daemon.engine.model_dir import read_model_config
     from asmr_daemon.engine.tokenizer import (
         SPECIAL_TOKENS,
         TOKENIZER_FILE,
         load_tokenizer,
     )
-    from asmr_daemon.training import write_json
 
     src, dst = Path(args.src), Path(args.dst)
     adapter_src = getattr(args, "adapter", None)

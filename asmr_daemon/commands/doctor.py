@@ -112,12 +112,12 @@ def _directory_check(name: str, path: Path | None, describe: Callable[[Path], st
 
 
 def _describe_base_model(path: Path) -> str:
-    from asmr_daemon.engine.loading import inspect_base_model
+    from asmr_daemon.engine.model_dir import inspect_base_model
 
     return inspect_base_model(path)
 
 
 def _describe_adapter(path: Path) -> str:
-    from asmr_daemon.engine.loading import inspect_adapter
+    from asmr_daemon.engine.adapters import inspect_adapter
 
     return inspect_adapter(path)

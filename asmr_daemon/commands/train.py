@@ -16,14 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-# ChatGLM2 module names (what Kaggle notebooks use) -> the native GLM modules they became.
-CHATGLM2_MODULES = {
-    "query_key_value": ("q_proj", "k_proj", "v_proj"),
-    "dense": ("o_proj",),
-    "dense_h_to_4h": ("gate_up_proj",),
-    "dense_4h_to_h": ("down_proj",),
-}
-
+from asmr_daemon.engine.chatglm2_names import native_target_modules
 
 # TrainConfig's defaults, spelled out so building the parser does not import torch (a test keeps
 # them equal).
@@ -64,11 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def target_modules(text: str) -> tuple[str, ...]:
     """``"query_key_value,dense"`` -> native names, in order, without duplicates."""
-    names: list[str] = []
-    for name in (n.strip() for n in text.replace(" ", ",").split(",")):
-        if name:
-            names.extend(CHATGLM2_MODULES.get(name, (name,)))
-    return tuple(dict.fromkeys(names))
+    return native_target_modules([n.strip() for n in text.replace(" ", ",").split(",") if n.strip()])
 
 
 def train_config(args: argparse.Namespace, template: str) -> Any:
@@ -103,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
     pairs = read_dataset(args.data)
     console = Console(stderr=True)
 
+    from asmr_daemon.adapter_files import adapter_metadata, save_adapter
     from asmr_daemon.engine.loading import load_model
-    from asmr_daemon.training import adapter_metadata, save_adapter, train_lora
+    from asmr_daemon.training import train_lora
 
     quantize = None if args.quantize == "none" else args.quantize
     loaded = load_model(base_dir, None, device=args.device, quantize=quantize)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 DEMO_DIR = Path(__file__).resolve().parent
 PAIRS_FILE = DEMO_DIR / "pairs.tsv"

@@ -20,12 +20,8 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from asmr_daemon.engine.loading import (
-    LoadedModel,
-    PreparedAdapter,
-    attach_prepared,
-    prepare_adapter,
-)
+from asmr_daemon.engine.adapters import PreparedAdapter, attach_prepared, prepare_adapter
+from asmr_daemon.engine.loading import LoadedModel
 from asmr_daemon.engine.requests import Unfinished, row_limits
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
 

@@ -1,7 +1,8 @@
-"""ChatGLM2-6B checkpoints and LoRA adapters <-> transformers' native ``GlmForCausalLM``.
+"""ChatGLM2-6B checkpoints and LoRA adapters -> transformers' native ``GlmForCausalLM``.
 
-Pure functions on dicts and tensors (no file IO): the loader, the ``convert`` command and the test kit
-all go through them, so there is one conversion path. DESIGN §5 lists the verified facts they rely on:
+Pure functions on dicts and tensors (no file IO): the loader and the ``convert`` command go through
+them, so there is one conversion path (the test kit's reverse conversion lives in
+``asmr_daemon/tiny_chatglm2.py``; the name map in ``chatglm2_names.py``). DESIGN §5 lists the verified facts they rely on:
 conversion is renaming plus one split of the fused ``query_key_value`` projection.
 
 Why not the original remote code: it does not run on transformers 5.x, and executing Python files
@@ -17,6 +18,18 @@ from typing import Any
 import torch
 from transformers import GlmConfig
 
+from asmr_daemon.engine.chatglm2_names import (
+    CHATGLM2_TARGETS,
+    LAYER,
+    LAYER_MODULES,
+    LORA_KEY,
+    NATIVE_TARGETS,
+    PEFT_PREFIX,
+    QKV,
+    QKV_NATIVE,
+    TOP_MODULES,
+    split_key,
+)
 from asmr_daemon.errors import AdapterError, ModelDirError
 
 Tensor = torch.Tensor
@@ -42,13 +55,6 @@ _REQUIRED_SWITCHES: dict[str, tuple[Any, str]] = {
 #   undone before the softmax (numerically equivalent), fp32 softmax is what native does too;
 # - fp32_residual_connection, bias_dropout_fusion, *_dropout: precision/training-only switches.
 
-CHATGLM2_AUTO_MAP = {
-    "AutoConfig": "configuration_chatglm.ChatGLMConfig",
-    "AutoModel": "modeling_chatglm.ChatGLMForConditionalGeneration",
-    "AutoModelForCausalLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
-    "AutoModelForSeq2SeqLM": "modeling_chatglm.ChatGLMForConditionalGeneration",
-    "AutoModelForSequenceClassification": "modeling_chatglm.ChatGLMForSequenceClassification",
-}
 
 
 def glm_config_from_chatglm2(cfg: dict) -> GlmConfig:
@@ -107,76 +113,13 @@ def glm_config_from_chatglm2(cfg: dict) -> GlmConfig:
         raise ModelDirError(f"config.json of the ChatGLM2 checkpoint lacks {exc.args[0]!r}") from exc
 
 
-def chatglm2_config_from_glm(glm_config: GlmConfig) -> dict:
-    """Reverse of ``glm_config_from_chatglm2``: a ChatGLM2-style ``config.json`` dict (used by the test kit)."""
-    rope = dict(glm_config.rope_parameters or {})
-    if rope.get("partial_rotary_factor", 0.5) != 0.5 or rope.get("rope_theta", 10000.0) != 10000.0:
-        raise ValueError("only rope_theta 10000 and partial_rotary_factor 0.5 exist in ChatGLM2")
-    cfg: dict[str, Any] = {
-        "_name_or_path": "THUDM/chatglm2-6b",
-        "model_type": "chatglm",
-        "architectures": ["ChatGLMModel"],
-        "auto_map": dict(CHATGLM2_AUTO_MAP),
-        "add_bias_linear": False,
-        "add_qkv_bias": bool(glm_config.attention_bias),
-        "apply_query_key_layer_scaling": True,
-        "apply_residual_connection_post_layernorm": False,
-        "attention_dropout": 0.0,
-        "attention_softmax_in_fp32": True,
-        "bias_dropout_fusion": True,
-        "ffn_hidden_size": glm_config.intermediate_size,
-        "fp32_residual_connection": False,
-        "hidden_dropout": 0.0,
-        "hidden_size": glm_config.hidden_size,
-        "kv_channels": glm_config.head_dim,
-        "layernorm_epsilon": glm_config.rms_norm_eps,
-        "multi_query_attention": glm_config.num_key_value_heads != glm_config.num_attention_heads,
-        "multi_query_group_num": glm_config.num_key_value_heads,
-        "num_attention_heads": glm_config.num_attention_heads,
-        "num_layers": glm_config.num_hidden_layers,
-        "original_rope": True,
-        "padded_vocab_size": glm_config.vocab_size,
-        "post_layer_norm": True,
-        "rmsnorm": True,
-        "seq_length": glm_config.max_position_embeddings,
-        "use_cache": True,
-        "torch_dtype": "float16",
-        "tie_word_embeddings": False,
-        "eos_token_id": glm_config.eos_token_id,
-        "pad_token_id": glm_config.pad_token_id,
-    }
-    if rope.get("rope_type") == "linear":
-        cfg["rope_ratio"] = rope["factor"]
-    return cfg
-
-
 # ---------------------------------------------------------------------------------------------
 # Base weights
 # ---------------------------------------------------------------------------------------------
 
-_LAYER = re.compile(r"^transformer\.encoder\.layers\.(\d+)\.(.+)$")
-_NATIVE_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
-
-# Per-layer module renames (ChatGLM2 -> native); query_key_value is split separately.
-_LAYER_MODULES = {
-    "input_layernorm": "input_layernorm",
-    "post_attention_layernorm": "post_attention_layernorm",
-    "self_attention.dense": "self_attn.o_proj",
-    "mlp.dense_h_to_4h": "mlp.gate_up_proj",
-    "mlp.dense_4h_to_h": "mlp.down_proj",
-}
-_NATIVE_LAYER_MODULES = {v: k for k, v in _LAYER_MODULES.items()}
-_TOP_MODULES = {
-    "transformer.embedding.word_embeddings": "model.embed_tokens",
-    "transformer.encoder.final_layernorm": "model.norm",
-    "transformer.output_layer": "lm_head",
-}
-_NATIVE_TOP_MODULES = {v: k for k, v in _TOP_MODULES.items()}
-_QKV = "self_attention.query_key_value"
-_QKV_NATIVE = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 
 
-def _qkv_sizes(glm_config: GlmConfig) -> list[int]:
+def qkv_sizes(glm_config: GlmConfig) -> list[int]:
     return [
         glm_config.num_attention_heads * glm_config.head_dim,
         glm_config.num_key_value_heads * glm_config.head_dim,
@@ -184,7 +127,7 @@ def _qkv_sizes(glm_config: GlmConfig) -> list[int]:
     ]
 
 
-def _is_mqa(glm_config: GlmConfig) -> bool:
+def is_mqa(glm_config: GlmConfig) -> bool:
     return glm_config.num_key_value_heads != glm_config.num_attention_heads
 
 
@@ -194,28 +137,13 @@ def split_qkv(t: Tensor, glm_config: GlmConfig) -> tuple[Tensor, Tensor, Tensor]
     With multi-query attention the rows are [q heads, k groups, v groups]; without it the original
     code views them per head as [head0: q k v, head1: q k v, ...].
     """
-    if _is_mqa(glm_config):
-        q, k, v = torch.split(t, _qkv_sizes(glm_config), dim=0)
+    if is_mqa(glm_config):
+        q, k, v = torch.split(t, qkv_sizes(glm_config), dim=0)
         return q.contiguous(), k.contiguous(), v.contiguous()
     heads, hd = glm_config.num_attention_heads, glm_config.head_dim
     per_head = t.reshape(heads, 3, hd, *t.shape[1:])
     q, k, v = (per_head[:, i].reshape(heads * hd, *t.shape[1:]).contiguous() for i in range(3))
     return q, k, v
-
-
-def fuse_qkv(q: Tensor, k: Tensor, v: Tensor, glm_config: GlmConfig) -> Tensor:
-    """Reverse of ``split_qkv``."""
-    if _is_mqa(glm_config):
-        return torch.cat([q, k, v], dim=0)
-    heads, hd = glm_config.num_attention_heads, glm_config.head_dim
-    parts = [x.reshape(heads, 1, hd, *x.shape[1:]) for x in (q, k, v)]
-    return torch.cat(parts, dim=1).reshape(3 * heads * hd, *q.shape[1:]).contiguous()
-
-
-def _split_key(key: str) -> tuple[str, str]:
-    """'a.b.weight' -> ('a.b', 'weight')."""
-    module, _, param = key.rpartition(".")
-    return module, param
 
 
 def convert_chatglm2_state_dict(sd: dict[str, Tensor], glm_config: GlmConfig) -> dict[str, Tensor]:
@@ -228,49 +156,22 @@ def convert_chatglm2_state_dict(sd: dict[str, Tensor], glm_config: GlmConfig) ->
     for key, value in sd.items():
         if key.endswith("rotary_pos_emb.inv_freq"):
             continue  # recomputed by the native rotary embedding (in fp32)
-        module, param = _split_key(key)
-        if module in _TOP_MODULES:
-            out[f"{_TOP_MODULES[module]}.{param}"] = value
+        module, param = split_key(key)
+        if module in TOP_MODULES:
+            out[f"{TOP_MODULES[module]}.{param}"] = value
             continue
-        m = _LAYER.match(module)
+        m = LAYER.match(module)
         if m is None:
             raise ModelDirError(f"unknown tensor {key!r} in the ChatGLM2 checkpoint")
         layer, sub = m.groups()
         prefix = f"model.layers.{layer}."
-        if sub == _QKV:
-            for name, part in zip(_QKV_NATIVE, split_qkv(value, glm_config), strict=True):
+        if sub == QKV:
+            for name, part in zip(QKV_NATIVE, split_qkv(value, glm_config), strict=True):
                 out[f"{prefix}{name}.{param}"] = part
-        elif sub in _LAYER_MODULES:
-            out[f"{prefix}{_LAYER_MODULES[sub]}.{param}"] = value
+        elif sub in LAYER_MODULES:
+            out[f"{prefix}{LAYER_MODULES[sub]}.{param}"] = value
         else:
             raise ModelDirError(f"unknown tensor {key!r} in the ChatGLM2 checkpoint")
-    return out
-
-
-def chatglm2_state_dict_from_native(sd: dict[str, Tensor], glm_config: GlmConfig) -> dict[str, Tensor]:
-    """Reverse of ``convert_chatglm2_state_dict`` (used by the test kit to write ChatGLM2 checkpoints)."""
-    out: dict[str, Tensor] = {}
-    pending: dict[tuple[str, str], dict[str, Tensor]] = {}
-    for key, value in sd.items():
-        module, param = _split_key(key)
-        if module in _NATIVE_TOP_MODULES:
-            out[f"{_NATIVE_TOP_MODULES[module]}.{param}"] = value
-            continue
-        m = _NATIVE_LAYER.match(module)
-        if m is None:
-            raise ModelDirError(f"unknown tensor {key!r} in the native checkpoint")
-        layer, sub = m.groups()
-        prefix = f"transformer.encoder.layers.{layer}."
-        if sub in _QKV_NATIVE:
-            pending.setdefault((prefix, param), {})[sub] = value
-        elif sub in _NATIVE_LAYER_MODULES:
-            out[f"{prefix}{_NATIVE_LAYER_MODULES[sub]}.{param}"] = value
-        else:
-            raise ModelDirError(f"unknown tensor {key!r} in the native checkpoint")
-    for (prefix, param), parts in pending.items():
-        if set(parts) != set(_QKV_NATIVE):
-            raise ModelDirError(f"{prefix}: q/k/v {param} incomplete in the native checkpoint")
-        out[f"{prefix}{_QKV}.{param}"] = fuse_qkv(*(parts[n] for n in _QKV_NATIVE), glm_config)
     return out
 
 
@@ -278,19 +179,6 @@ def chatglm2_state_dict_from_native(sd: dict[str, Tensor], glm_config: GlmConfig
 # LoRA adapters
 # ---------------------------------------------------------------------------------------------
 
-# Module leaf names peft targets. ChatGLM2 names map to native names; query_key_value fans out to 3.
-CHATGLM2_TARGETS: dict[str, tuple[str, ...]] = {
-    "query_key_value": ("q_proj", "k_proj", "v_proj"),
-    "dense": ("o_proj",),
-    "dense_h_to_4h": ("gate_up_proj",),
-    "dense_4h_to_h": ("down_proj",),
-    "word_embeddings": ("embed_tokens",),
-    "output_layer": ("lm_head",),
-}
-NATIVE_TARGETS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_up_proj", "down_proj", "embed_tokens", "lm_head"}
-_PEFT_PREFIX = "base_model.model."
-# peft key suffixes: lora_A.weight, lora_B.weight, lora_embedding_A, lora_embedding_B
-_LORA_KEY = re.compile(r"^(?P<module>.+?)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?P<rest>(\.[^.]+)*)$")
 
 
 def check_adapter_config(adapter_cfg: dict) -> None:
@@ -326,18 +214,18 @@ def _target_leaves(adapter_cfg: dict) -> list[str] | None:
 
 def _rename_chatglm2_module(module: str) -> list[str]:
     """A ChatGLM2 module path (with or without the peft prefix) -> native module path(s)."""
-    prefix = _PEFT_PREFIX if module.startswith(_PEFT_PREFIX) else ""
+    prefix = PEFT_PREFIX if module.startswith(PEFT_PREFIX) else ""
     path = module[len(prefix):]
-    if path in _TOP_MODULES:
-        return [prefix + _TOP_MODULES[path]]
-    m = _LAYER.match(path)
+    if path in TOP_MODULES:
+        return [prefix + TOP_MODULES[path]]
+    m = LAYER.match(path)
     if m is None:
         raise AdapterError(f"adapter tensor for unknown module {module!r}")
     layer, sub = m.groups()
-    if sub == _QKV:
-        return [f"{prefix}model.layers.{layer}.{name}" for name in _QKV_NATIVE]
-    if sub in _LAYER_MODULES and sub not in ("input_layernorm", "post_attention_layernorm"):
-        return [f"{prefix}model.layers.{layer}.{_LAYER_MODULES[sub]}"]
+    if sub == QKV:
+        return [f"{prefix}model.layers.{layer}.{name}" for name in QKV_NATIVE]
+    if sub in LAYER_MODULES and sub not in ("input_layernorm", "post_attention_layernorm"):
+        return [f"{prefix}model.layers.{layer}.{LAYER_MODULES[sub]}"]
     raise AdapterError(f"adapter tensor for unsupported module {module!r}")
 
 
@@ -383,7 +271,7 @@ def convert_chatglm2_adapter(
         return dict(adapter_sd), copy.deepcopy(adapter_cfg)
 
     hidden = glm_config.hidden_size
-    qkv_rows = sum(_qkv_sizes(glm_config))
+    qkv_rows = sum(qkv_sizes(glm_config))
     # Hidden size first: it is the one mismatch a user can act on (wrong base model for this adapter).
     for key, value in adapter_sd.items():
         if re.search(r"\.(query_key_value|dense_h_to_4h)\.lora_A\.", key) and value.shape[1] != hidden:
@@ -392,7 +280,7 @@ def convert_chatglm2_adapter(
             )
     out: dict[str, Tensor] = {}
     for key, value in adapter_sd.items():
-        m = _LORA_KEY.match(key)
+        m = LORA_KEY.match(key)
         if m is None:
             raise AdapterError(f"adapter tensor {key!r} is not a LoRA weight")
         module, part, rest = m.group("module"), m.group("part"), m.group("rest")
@@ -413,7 +301,7 @@ def convert_chatglm2_adapter(
             out[f"{targets[0]}.{part}{rest}"] = value
 
     cfg = copy.deepcopy(adapter_cfg)
-    found = sorted({_split_key(_LORA_KEY.match(k).group("module"))[1] for k in out})
+    found = sorted({split_key(LORA_KEY.match(k).group("module"))[1] for k in out})
     cfg["target_modules"] = found
     for pattern_key in ("rank_pattern", "alpha_pattern"):
         if cfg.get(pattern_key):
@@ -423,77 +311,3 @@ def convert_chatglm2_adapter(
     return out, cfg
 
 
-def chatglm2_adapter_from_native(
-    adapter_sd: dict[str, Tensor], adapter_cfg: dict, glm_config: GlmConfig
-) -> tuple[dict[str, Tensor], dict]:
-    """A native LoRA on q/k/v/o/gate_up/down (rank r) -> an exactly equivalent ChatGLM2-named LoRA.
-
-    For the test kit. query_key_value gets rank 3r: A = rows of (A_q, A_k, A_v) stacked, B = block
-    diagonal (B_q, B_k, B_v), so B·A = [B_q A_q; B_k A_k; B_v A_v]. Every other module is zero-padded
-    to rank 3r and lora_alpha becomes 3·alpha, so the scaling alpha/r is unchanged.
-    """
-    if adapter_cfg.get("use_rslora") or adapter_cfg.get("rank_pattern") or adapter_cfg.get("alpha_pattern"):
-        raise ValueError("the rank trick supports plain LoRA configs only (no rslora/rank_pattern/alpha_pattern)")
-    r = int(adapter_cfg["r"])
-    big = 3 * r
-    grouped: dict[str, dict[str, Tensor]] = {}
-    for key, value in adapter_sd.items():
-        m = _LORA_KEY.match(key)
-        if m is None or m.group("part") not in ("lora_A", "lora_B") or m.group("rest") != ".weight":
-            raise ValueError(f"unsupported adapter tensor {key!r}")
-        grouped.setdefault(m.group("module"), {})[m.group("part")] = value
-
-    out: dict[str, Tensor] = {}
-    qkv: dict[str, dict[str, dict[str, Tensor]]] = {}
-    for module, ab in grouped.items():
-        prefix = _PEFT_PREFIX if module.startswith(_PEFT_PREFIX) else ""
-        path = module[len(prefix):]
-        lm = _NATIVE_LAYER.match(path)
-        if lm and lm.group(2) in _QKV_NATIVE:
-            qkv.setdefault(f"{prefix}transformer.encoder.layers.{lm.group(1)}.{_QKV}", {})[lm.group(2)] = ab
-            continue
-        if path in _NATIVE_TOP_MODULES:
-            new = prefix + _NATIVE_TOP_MODULES[path]
-        elif lm and lm.group(2) in _NATIVE_LAYER_MODULES:
-            new = f"{prefix}transformer.encoder.layers.{lm.group(1)}.{_NATIVE_LAYER_MODULES[lm.group(2)]}"
-        else:
-            raise ValueError(f"unsupported adapter module {module!r}")
-        a, b = ab["lora_A"], ab["lora_B"]
-        out[f"{new}.lora_A.weight"] = torch.cat([a, a.new_zeros(big - r, a.shape[1])], dim=0)
-        out[f"{new}.lora_B.weight"] = torch.cat([b, b.new_zeros(b.shape[0], big - r)], dim=1)
-    for new, parts in qkv.items():
-        if set(parts) != set(_QKV_NATIVE):
-            raise ValueError(f"{new}: the rank trick needs LoRA on all of q_proj, k_proj and v_proj")
-        a_parts = [parts[n]["lora_A"] for n in _QKV_NATIVE]
-        b_parts = [parts[n]["lora_B"] for n in _QKV_NATIVE]
-        out[f"{new}.lora_A.weight"] = torch.cat(a_parts, dim=0)
-        out[f"{new}.lora_B.weight"] = fuse_qkv(*_block_diagonal_rows(b_parts, r), glm_config)
-
-    cfg = copy.deepcopy(adapter_cfg)
-    cfg["r"] = big
-    cfg["lora_alpha"] = 3 * adapter_cfg.get("lora_alpha", 8)
-    cfg["target_modules"] = sorted({_split_key(_LORA_KEY.match(k).group("module"))[1] for k in out})
-    return out, cfg
-
-
-def _block_diagonal_rows(b_parts: list[Tensor], r: int) -> list[Tensor]:
-    """B_q, B_k, B_v (each out_i x r) -> the row blocks of block-diag(B_q, B_k, B_v) (each out_i x 3r)."""
-    blocks = []
-    for i, b in enumerate(b_parts):
-        block = b.new_zeros(b.shape[0], 3 * r)
-        block[:, i * r : (i + 1) * r] = b
-        blocks.append(block)
-    return blocks
-
-
-def chatglm2_name_of(native_key: str) -> str:
-    """The ChatGLM2 tensor name a native parameter comes from (for error messages)."""
-    module, param = _split_key(native_key)
-    if module in _NATIVE_TOP_MODULES:
-        return f"{_NATIVE_TOP_MODULES[module]}.{param}"
-    m = _NATIVE_LAYER.match(module)
-    if m is None:
-        return native_key
-    layer, sub = m.groups()
-    sub = _QKV if sub in _QKV_NATIVE else _NATIVE_LAYER_MODULES.get(sub, sub)
-    return f"transformer.encoder.layers.{layer}.{sub}.{param}"

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import OpenAISettings
+from asmr_daemon.engine.chatglm2_names import CHATGLM2_ONLY_TARGETS
 from asmr_daemon.engine.requests import row_limits
 from asmr_daemon.errors import (
     AdapterError,
@@ -52,8 +53,6 @@ RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 BACKOFF_FIRST_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 8.0
 PROBE_TIMEOUT_SECONDS = 3.0
-# ChatGLM2 module names: vLLM knows the native GLM names only (``asmr-daemon convert`` renames them).
-_CHATGLM2_TARGETS = {"query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"}
 
 
 @dataclass(frozen=True)
@@ -354,8 +353,8 @@ def _runtime_adapter_name(path: Path) -> str:
         targets = set(json.loads(config.read_text(encoding="utf-8")).get("target_modules") or [])
     except (ValueError, OSError) as exc:
         raise AdapterError(f"{config} is not readable JSON: {exc}") from exc
-    if targets & _CHATGLM2_TARGETS:
-        raise AdapterError(f"{path} uses ChatGLM2 module names ({', '.join(sorted(targets & _CHATGLM2_TARGETS))})",
+    if targets & CHATGLM2_ONLY_TARGETS:  # vLLM knows the native GLM names only
+        raise AdapterError(f"{path} uses ChatGLM2 module names ({', '.join(sorted(targets & CHATGLM2_ONLY_TARGETS))})",
                            "convert it first: asmr-daemon convert BASE DST --adapter ADAPTER --adapter-out NEW")
     digest = hashlib.sha256()
     for file in sorted(path.iterdir()):

@@ -11,8 +11,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import GlmConfig, GlmForCausalLM
 
-from asmr_daemon import tiny_model
-from asmr_daemon.engine import chatglm2
+from asmr_daemon import tiny_chatglm2, tiny_model
 
 LINES = [
     "お兄ちゃん、おはよう。今日もいい天気だね。",
@@ -58,9 +57,9 @@ def write_chatglm2_checkpoint(
 ) -> Path:
     """Write ``model`` as an original ChatGLM2 checkpoint: config.json, weights, tokenizer.model."""
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = chatglm2.chatglm2_config_from_glm(model.config)
+    cfg = tiny_chatglm2.chatglm2_config_from_glm(model.config)
     (directory / "config.json").write_text(json.dumps(cfg, indent=2))
-    sd = chatglm2.chatglm2_state_dict_from_native(model.state_dict(), model.config)
+    sd = tiny_chatglm2.chatglm2_state_dict_from_native(model.state_dict(), model.config)
     sd = {k: v.clone().contiguous() for k, v in sd.items()}
     sd["transformer.rotary_pos_emb.inv_freq"] = torch.ones(model.config.head_dim // 4)
     keys = sorted(sd)

@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 from transformers import GlmForCausalLM
 
+from asmr_daemon import tiny_chatglm2
 from asmr_daemon.engine import chatglm2
 from asmr_daemon.errors import AdapterError, ModelDirError
 
@@ -19,8 +20,8 @@ def _ids(config, n=2, length=12, seed=3):
 
 
 def _round_trip_model(model):
-    cfg = chatglm2.chatglm2_config_from_glm(model.config)
-    sd = chatglm2.chatglm2_state_dict_from_native(model.state_dict(), model.config)
+    cfg = tiny_chatglm2.chatglm2_config_from_glm(model.config)
+    sd = tiny_chatglm2.chatglm2_state_dict_from_native(model.state_dict(), model.config)
     sd["transformer.rotary_pos_emb.inv_freq"] = torch.ones(4)
     glm_config = chatglm2.glm_config_from_chatglm2(cfg)
     rebuilt = GlmForCausalLM(glm_config).eval()
@@ -29,7 +30,7 @@ def _round_trip_model(model):
 
 
 def test_config_round_trip(glm_config):
-    cfg = chatglm2.chatglm2_config_from_glm(glm_config)
+    cfg = tiny_chatglm2.chatglm2_config_from_glm(glm_config)
     assert cfg["model_type"] == "chatglm"
     assert cfg["architectures"] == ["ChatGLMModel"]
     assert cfg["auto_map"]["AutoModelForCausalLM"] == "modeling_chatglm.ChatGLMForConditionalGeneration"
@@ -72,7 +73,7 @@ def test_real_chatglm2_config_values():
     ],
 )
 def test_unsupported_base_configs(glm_config, key, value, needle):
-    cfg = {**chatglm2.chatglm2_config_from_glm(glm_config), key: value}
+    cfg = {**tiny_chatglm2.chatglm2_config_from_glm(glm_config), key: value}
     with pytest.raises(ModelDirError, match=needle) as info:
         chatglm2.glm_config_from_chatglm2(cfg)
     if key == "pre_seq_len":
@@ -87,25 +88,25 @@ def test_state_dict_round_trip_identical_logits(native_model):
 
 def test_rope_ratio_is_linear_scaling(glm_config):
     """ChatGLM2-32k divides positions by rope_ratio: same as linear scaling of the frequencies."""
-    cfg = {**chatglm2.chatglm2_config_from_glm(glm_config), "rope_ratio": 4}
+    cfg = {**tiny_chatglm2.chatglm2_config_from_glm(glm_config), "rope_ratio": 4}
     c = chatglm2.glm_config_from_chatglm2(cfg)
     rot = GlmForCausalLM(c).model.rotary_emb
     plain = GlmForCausalLM(glm_config).model.rotary_emb
     assert torch.allclose(rot.inv_freq * 4, plain.inv_freq)
-    assert chatglm2.chatglm2_config_from_glm(c)["rope_ratio"] == 4
+    assert tiny_chatglm2.chatglm2_config_from_glm(c)["rope_ratio"] == 4
 
 
 def test_without_multi_query_attention(sp_size):
     config = tiny_config(sp_size, kv_heads=4)  # multi_query_attention false: per-head q,k,v interleaving
     model = random_model(config)
-    assert chatglm2.chatglm2_config_from_glm(config)["multi_query_attention"] is False
+    assert tiny_chatglm2.chatglm2_config_from_glm(config)["multi_query_attention"] is False
     rebuilt, _, _ = _round_trip_model(model)
     ids = _ids(config)
     assert torch.equal(logits(model, ids), logits(rebuilt, ids))
 
 
 def test_unknown_tensor_is_named(native_model):
-    sd = chatglm2.chatglm2_state_dict_from_native(native_model.state_dict(), native_model.config)
+    sd = tiny_chatglm2.chatglm2_state_dict_from_native(native_model.state_dict(), native_model.config)
     sd["transformer.prefix_encoder.embedding.weight"] = torch.zeros(2, 2)
     with pytest.raises(ModelDirError, match="transformer.prefix_encoder.embedding.weight"):
         chatglm2.convert_chatglm2_state_dict(sd, native_model.config)
@@ -136,7 +137,7 @@ def test_adapter_round_trip_identical_logits(glm_config):
     expected = logits(_with_lora(base, sd, cfg), ids)
     assert not torch.allclose(expected, logits(random_model(glm_config).double(), ids))  # the LoRA matters
 
-    glm_sd, glm_cfg = chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
+    glm_sd, glm_cfg = tiny_chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
     assert glm_cfg["r"] == 12 and glm_cfg["lora_alpha"] == 24
     assert sorted(glm_cfg["target_modules"]) == ["dense", "dense_4h_to_h", "dense_h_to_4h", "query_key_value"]
     assert "base_model.model.transformer.encoder.layers.0.self_attention.query_key_value.lora_A.weight" in glm_sd
@@ -154,7 +155,7 @@ def test_qkv_only_adapter_is_split_exactly(glm_config):
     """The common Kaggle LoRA: target_modules=["query_key_value"]: A copied, B split by rows."""
     base = random_model(glm_config)
     torch.manual_seed(5)
-    hidden, rows = glm_config.hidden_size, sum(chatglm2._qkv_sizes(glm_config))
+    hidden, rows = glm_config.hidden_size, sum(chatglm2.qkv_sizes(glm_config))
     prefix = "base_model.model.transformer.encoder.layers.{}.self_attention.query_key_value"
     sd = {}
     for layer in range(glm_config.num_hidden_layers):

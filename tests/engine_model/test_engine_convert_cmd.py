@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
+from asmr_daemon import tiny_chatglm2
 from asmr_daemon.commands import convert
-from asmr_daemon.engine import chatglm2
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.errors import ModelDirError
 
@@ -33,7 +33,7 @@ def test_convert_then_load_gives_same_logits(tmp_path, sp_model, glm_config):
     src = write_chatglm2_checkpoint(base, tmp_path / "src", sp_model, fmt="safetensors", shards=2)
     (src / "modeling_chatglm.py").write_text("raise RuntimeError('never imported')\n")
     sd, cfg = random_native_lora(base)
-    glm_sd, glm_cfg = chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
+    glm_sd, glm_cfg = tiny_chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
     src_adapter = write_adapter(glm_sd, glm_cfg, tmp_path / "src-lora", fmt="bin")
     dst, dst_adapter = tmp_path / "dst", tmp_path / "dst-lora"
 

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from asmr_daemon.engine import chatglm2
-from asmr_daemon.engine.loading import LoadedModel, attach_adapter, load_model
+from asmr_daemon import tiny_chatglm2
+from asmr_daemon.engine.adapters import attach_adapter
+from asmr_daemon.engine.loading import LoadedModel, load_model
 from asmr_daemon.errors import AdapterError, DeviceError, ModelDirError
 
 from .kit import (
@@ -68,7 +69,7 @@ def test_adapter_attached_unmerged_and_second_adapter(tmp_path, sp_model, glm_co
     base = random_model(glm_config)
     d = write_chatglm2_checkpoint(base, tmp_path / "m", sp_model)
     sd, cfg = random_native_lora(base, seed=1)
-    glm_sd, glm_cfg = chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
+    glm_sd, glm_cfg = tiny_chatglm2.chatglm2_adapter_from_native(sd, cfg, glm_config)
     a1 = write_adapter(glm_sd, glm_cfg, tmp_path / "lora-chatglm2")
     sd2, cfg2 = random_native_lora(base, seed=2)
     a2 = write_adapter(sd2, cfg2, tmp_path / "lora-native", fmt="bin")
@@ -146,7 +147,7 @@ def test_adapter_for_other_hidden_size(tmp_path, sp_model, sp_size, native_model
     a = write_adapter(sd, cfg, tmp_path / "native-lora")
     with pytest.raises(AdapterError, match=r"adapter_model.safetensors was trained for a model with hidden size 32, this base has 64"):
         load_model(d, a, device="cpu", progress=False)
-    glm_sd, glm_cfg = chatglm2.chatglm2_adapter_from_native(sd, cfg, other.config)
+    glm_sd, glm_cfg = tiny_chatglm2.chatglm2_adapter_from_native(sd, cfg, other.config)
     a2 = write_adapter(glm_sd, glm_cfg, tmp_path / "glm-lora")
     with pytest.raises(AdapterError, match=r"adapter_model.safetensors: .*hidden size 32, this base has 64"):
         load_model(d, a2, device="cpu", progress=False)

@@ -25,7 +25,7 @@ from pytest_lsp import LanguageClient, make_test_lsp_client
 from asmr_daemon.cli import main
 from asmr_daemon.dataset import read_dataset, write_dataset
 from asmr_daemon.lsp.endpoint import default_socket_path
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.errors import DatasetError
 from asmr_daemon.runtime import MEMORY_FILE
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 
 def test_jsonl_round_trip_with_context_and_glossary(tmp_path: Path) -> None:

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from kit import Kit
 
+from asmr_daemon.adapter_files import METADATA_FILE
 from asmr_daemon.cli import main
 from asmr_daemon.dataset import read_dataset, write_dataset
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.runtime import MEMORY_FILE
 from asmr_daemon.tiny_model import TINY_TRAIN
-from asmr_daemon.training import METADATA_FILE, TrainingPair, split_pairs
+from asmr_daemon.training_data import TrainingPair, split_pairs
 
 # The tiny kit's training settings (TINY_TRAIN: exact greedy output in ~30 epochs), as flags.
 TINY_FLAGS = ["--device", "cpu", "--rank", str(TINY_TRAIN.rank), "--alpha", str(TINY_TRAIN.alpha),

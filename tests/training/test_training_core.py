@@ -10,21 +10,12 @@ import pytest
 from kit import Kit
 from safetensors.torch import load_file
 
+from asmr_daemon.adapter_files import adapter_metadata, save_adapter
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.tiny_model import TINY_TRAIN
-from asmr_daemon.training import (
-    IGNORE_INDEX,
-    TrainConfig,
-    TrainingPair,
-    adapter_metadata,
-    dataset_hash,
-    encode_pair,
-    evaluate_loss,
-    save_adapter,
-    split_pairs,
-    train_lora,
-)
+from asmr_daemon.training import TrainConfig, evaluate_loss, train_lora
+from asmr_daemon.training_data import IGNORE_INDEX, TrainingPair, dataset_hash, encode_pair, split_pairs
 
 QUICK = replace(TINY_TRAIN, epochs=8)
 

@@ -17,7 +17,7 @@ from asmr_daemon.tiny_model import (
     corpus_for,
     greedy_translations,
 )
-from asmr_daemon.training import TrainingPair
+from asmr_daemon.training_data import TrainingPair
 
 
 def _targets(pairs: list[TrainingPair]) -> list[str]:
