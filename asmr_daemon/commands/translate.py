@@ -97,8 +97,8 @@ def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # t
     """Have the running daemon translate the files; None when no daemon answers."""
     from asmr_daemon.errors import AsmrError, DaemonNotRunning
     from asmr_daemon.lsp.client import execute_command
+    from asmr_daemon.lsp.commands import TRANSLATE_FILE
     from asmr_daemon.lsp.endpoint import default_socket_path
-    from asmr_daemon.lsp.server import TRANSLATE_FILE
 
     socket_path = args.socket or default_socket_path()
     failures = 0

@@ -23,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from asmr_daemon.lsp.client import execute_command
+    from asmr_daemon.lsp.commands import USE_ADAPTER
     from asmr_daemon.lsp.endpoint import default_socket_path
-    from asmr_daemon.lsp.server import USE_ADAPTER
 
     adapter = Path(os.path.abspath(args.adapter.expanduser()))
     result = execute_command(args.socket or default_socket_path(), USE_ADAPTER, [str(adapter)])

@@ -1,0 +1,125 @@
+"""One editor's session: its open buffers (parsed once per version), its background work, and
+the shared ``Translator``. Handlers (``features``, ``commands``) get this object as ``ls``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from pygls.lsp.server import LanguageServer
+
+from asmr_daemon import __version__
+from asmr_daemon.lsp import convert
+from asmr_daemon.lsp.convert import BadRequest, ParsedBuffer
+from asmr_daemon.lsp.protocol import AsmrProtocol
+from asmr_daemon.lsp.translate import Shown, Translator
+
+# An inlay-hint request for a huge range must not queue the whole file at interactive priority.
+MAX_PREFETCH_LINES = 64
+
+
+class AsmrLanguageServer(LanguageServer):
+    """One editor's session: its open buffers, its background work; the translator is shared."""
+
+    translator: Translator
+
+    def __init__(self, translator: Translator) -> None:
+        super().__init__("asmr-daemon", __version__, protocol_cls=AsmrProtocol)
+        self.translator = translator
+        self.protocol: AsmrProtocol
+        self._parsed: dict[str, ParsedBuffer] = {}
+        self._prefetching: dict[tuple[str, int, str], Future] = {}
+        self._background: set[asyncio.Future] = set()
+
+    # -- buffers ---------------------------------------------------------------------------
+
+    @property
+    def encoding(self) -> Any:
+        return self.workspace.position_encoding
+
+    async def buffer(self, uri: str) -> ParsedBuffer:
+        """The open buffer ``uri``, parsed (cached per version). BadRequest if it is not open."""
+        convert.uri_path(uri)
+        document = self.workspace.text_documents.get(unquote(uri))
+        if document is None:
+            raise BadRequest(f"document is not open: {uri}")
+        cached = self._parsed.get(uri)
+        if cached is not None and cached.version == document.version and cached.text == document.source:
+            return cached
+        # Parsing segments sentences with spaCy: keep it off the event loop other editors share.
+        parsed = await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                convert.parse_buffer, uri, document.source, version=document.version, language_id=document.language_id
+            ),
+        )
+        self._parsed[uri] = parsed
+        return parsed
+
+    def forget(self, uri: str) -> None:
+        self._parsed.pop(uri, None)
+
+    def path_of(self, buffer: ParsedBuffer) -> Path | None:
+        return Path(convert.uri_path(buffer.uri)) if buffer.uri.startswith("file:") else None
+
+    # -- translations ----------------------------------------------------------------------
+
+    async def translation(self, buffer: ParsedBuffer, index: int) -> Shown:
+        """The translation of one line: from memory, else from the model (interactive)."""
+        if (shown := self.translator.cached(buffer.doc, index, self.path_of(buffer))) is not None:
+            return shown
+        return await asyncio.wrap_future(self.translator.line(buffer.doc, index, self.path_of(buffer)))
+
+    async def translations(self, buffer: ParsedBuffer, indices: list[int]) -> dict[int, Shown]:
+        results = await asyncio.gather(*(self.translation(buffer, i) for i in indices))
+        return dict(zip(indices, results, strict=True))
+
+    def prefetch(self, buffer: ParsedBuffer, indices: list[int]) -> None:
+        """Translate lines in the background; ask the client to re-request hints when done."""
+        futures = []
+        for index in indices[:MAX_PREFETCH_LINES]:
+            key = (buffer.uri, index, buffer.line(index).body)
+            if key in self._prefetching:
+                continue
+            future = self.translator.line(buffer.doc, index, self.path_of(buffer))
+            self._prefetching[key] = future
+            future.add_done_callback(functools.partial(_forget, self._prefetching, key))
+            futures.append(future)
+        if futures:
+            self.spawn(self._refresh_after(futures))
+
+    async def _refresh_after(self, futures: list[Future]) -> None:
+        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+        if any(not isinstance(r, BaseException) for r in results) and self._client_can_refresh_hints():
+            await self.workspace_inlay_hint_refresh_async(None)
+
+    def _client_can_refresh_hints(self) -> bool:
+        workspace = self.client_capabilities.workspace
+        return bool(workspace and workspace.inlay_hint and workspace.inlay_hint.refresh_support)
+
+    def client_supports_progress(self) -> bool:
+        window = self.client_capabilities.window
+        return bool(window and window.work_done_progress)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def close_session(self) -> None:
+        """The connection is gone: stop everything it started (engine work included)."""
+        for future in list(self._prefetching.values()):
+            future.cancel()
+        for task in list(self._background):
+            task.cancel()
+        for future in list(self.protocol._request_futures.values()):
+            future.cancel()
+
+
+def _forget(pending: dict, key: object, _future: Future) -> None:
+    pending.pop(key, None)
