@@ -12,7 +12,6 @@ stay queued for the next start). SIGHUP -> settings are read again and handed to
 
 from __future__ import annotations
 
-import collections
 import errno
 import fcntl
 import json
@@ -28,13 +27,15 @@ from typing import Any, Protocol
 
 from asmr_daemon import sdnotify
 from asmr_daemon.config import Settings
-from asmr_daemon.errors import AsmrError, ConfigError, InputCode, InputError
+from asmr_daemon.errors import AsmrError, ConfigError
 from asmr_daemon.watch.filters import InboxFilter
-from asmr_daemon.watch.jobs import JobState, JobStore
+from asmr_daemon.watch.jobs import JobStore, display_name
+from asmr_daemon.watch.moves import lstat_signature
 from asmr_daemon.watch.outputs import atomic_write_text
 from asmr_daemon.watch.runner import Folders, JobRunner, TranslateFile
 from asmr_daemon.watch.stability import StabilityTracker, Unstable
 from asmr_daemon.watch.watcher import InboxWatcher
+from asmr_daemon.watch.worker import JobWorker
 
 log = logging.getLogger("asmr_daemon")
 
@@ -189,7 +190,8 @@ class Daemon:
                  status: StatusFile | None = None,
                  notify: Callable[..., bool] = sdnotify.notify,
                  max_attempts: int = 3,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 retry_seconds: tuple[float, float] = (BACKEND_RETRY_SECONDS, 60.0)) -> None:
         self.settings = settings
         self.translate_file = translate_file
         self.model_info = dict(model_info or {})
@@ -209,12 +211,12 @@ class Daemon:
         self._signal_stop = False    # set by signal handlers: only plain assignments there
         self._signal_reload = False
         self._wake = threading.Event()
-        self._unstable: collections.deque[Unstable] = collections.deque()
-        self._current: str | None = None
+        self.retry_seconds = retry_seconds
+        self.exit_code = 0
         self._started_services: list[Service] = []
         self.store: JobStore | None = None
         self.watcher: InboxWatcher | None = None
-        self._worker: threading.Thread | None = None
+        self.worker: JobWorker | None = None
 
     # -- start / stop ------------------------------------------------------------------------
 
@@ -236,8 +238,9 @@ class Daemon:
         self.watcher = InboxWatcher(filter, tracker, on_ready=self._on_ready, on_unstable=self._on_unstable,
                                     observer=watch.observer, rescan_seconds=watch.rescan_seconds)
         self.watcher.mark_in_flight(self.folders.inbox / s for s in self.store.active_sources())
-        self._worker = threading.Thread(target=self._work, name="asmr-jobs", daemon=True)
-        self._worker.start()
+        self.worker = JobWorker(self.store, self.runner, self.watcher, stop=self._stop, wake=self._wake,
+                                on_status=self._write_status, retry_seconds=self.retry_seconds)
+        self.worker.start()
         self.watcher.start()
         for service in self.extra_services:
             service.start()
@@ -255,8 +258,8 @@ class Daemon:
         self._wake.set()
         if self.watcher is not None:
             self.watcher.stop()
-        if self._worker is not None:
-            self._worker.join()
+        if self.worker is not None:
+            self.worker.join()
         for service in reversed(self._started_services):
             try:
                 service.stop()
@@ -285,7 +288,7 @@ class Daemon:
         finally:
             self.shutdown()
         log.info("stopped")
-        return 0
+        return self.exit_code
 
     def _install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -312,6 +315,10 @@ class Daemon:
             if self._signal_reload:
                 self._signal_reload = False
                 self.reload()
+            if self.worker is not None and self.worker.fatal is not None:
+                log.critical("exiting with status 1 so that systemd restarts the daemon")
+                self.exit_code = 1
+                break
             if ping_every and now >= next_ping and self.healthy():
                 self.notify("WATCHDOG=1")
                 next_ping = now + ping_every
@@ -321,7 +328,7 @@ class Daemon:
 
     def healthy(self) -> bool:
         """Worker and watcher threads alive: otherwise stop pinging so systemd restarts us."""
-        return bool(self._worker and self._worker.is_alive() and self.watcher and self.watcher.alive)
+        return bool(self.worker and self.worker.alive() and self.watcher and self.watcher.alive)
 
     def reload(self) -> None:
         """SIGHUP: read the settings again; timings and outputs apply now, folders on restart."""
@@ -352,50 +359,18 @@ class Daemon:
     def _on_ready(self, path: Path) -> None:
         assert self.store is not None
         rel = path.relative_to(self.folders.inbox).as_posix()
-        job_id = self.store.enqueue(rel)
-        log.debug("queued job %d: %s", job_id, rel)
+        job_id = self.store.enqueue(rel, signature=lstat_signature(path))
+        if job_id is None:  # left in the inbox by an earlier job that could not move it: reported once
+            if self.watcher is not None:
+                self.watcher.release(path)
+            return
+        log.debug("queued job %d: %s", job_id, display_name(rel))
         self._wake.set()
 
     def _on_unstable(self, item: Unstable) -> None:
-        self._unstable.append(item)
+        assert self.worker is not None
+        self.worker.unstable.append(item)
         self._wake.set()
-
-    def _work(self) -> None:
-        """The job worker: one job at a time (the engine serialises model use anyway); between
-        jobs it checks for a stop request, so a stop always finishes the file in flight."""
-        assert self.store is not None and self.watcher is not None
-        while not self._stop.is_set() and not self._signal_stop:
-            self._wake.clear()
-            if self._unstable:
-                self._refuse_unstable(self._unstable.popleft())
-                continue
-            job = self.store.claim()
-            if job is None:
-                self._wake.wait(1.0)
-                continue
-            self._current = job.source
-            self._write_status(current=job.source)
-            try:
-                state = self.runner.process(job)
-            finally:
-                self._current = None
-            if state is not JobState.QUEUED:
-                self.watcher.release(self.folders.inbox / job.source)
-            self._write_status(current=None, backend_problem=self.runner.backend_problem)
-            if self.runner.backend_problem is not None:
-                # The generation server is down: its jobs stay queued; look again in a while.
-                self._stop.wait(BACKEND_RETRY_SECONDS)
-
-    def _refuse_unstable(self, item: Unstable) -> None:
-        assert self.store is not None and self.watcher is not None
-        rel = item.path.relative_to(self.folders.inbox).as_posix()
-        job = self.store.claim(self.store.enqueue(rel))
-        if job is not None:
-            self.runner.refuse(job, InputError(
-                f"{item.path.name} kept changing for {item.waited:.0f} s",
-                "make sure whatever writes the file has finished, then drop it into the inbox again",
-                code=InputCode.UNSTABLE))
-        self.watcher.release(item.path)
 
     # -- introspection ---------------------------------------------------------------------------
 
@@ -407,7 +382,7 @@ class Daemon:
         with self.watcher._lock:
             settling = len(self.watcher.tracker)
         return (counts["queued"] == 0 and counts["running"] == 0 and not settling
-                and not self.watcher.in_flight() and not self._unstable)
+                and not self.watcher.in_flight() and not (self.worker and self.worker.unstable))
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -430,6 +405,10 @@ class Daemon:
                     "done": str(self.folders.done), "failed": str(self.folders.failed),
                     "model": {**self.status.data.get("model", {}), **self.model_info}}
         base["rss_bytes"] = process_rss_bytes()
+        if self.worker is not None:
+            base["worker"] = self.worker.status()
+        if self.watcher is not None:
+            base["unqueued"] = self.watcher.unqueued_status()
         if self.status_extra is not None:
             try:
                 base.update(self.status_extra())

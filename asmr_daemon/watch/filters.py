@@ -1,8 +1,10 @@
 """Which paths in the inbox become jobs, which are ignored, and which are refused.
 
-Ignored paths are never touched (they may belong to another program or be half-written);
-refused paths are moved to failed/ with a reason, because the user put them there on purpose
-and deserves to know why nothing came out.
+Ignored paths are never touched (they may belong to another program or be half-written). Every
+other path becomes a job, and the job (``runner.py``, through directory handles) refuses what
+cannot be translated -- a symlink out of the inbox, a FIFO, a dangling link -- by moving it to
+failed/ with a reason, because the user put it there on purpose and deserves to know why nothing
+came out.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-
-from asmr_daemon.errors import InputCode, InputError
 
 # Name patterns that are never scripts, each with the program that creates them.
 IGNORED_NAMES: tuple[tuple[str, str], ...] = (
@@ -43,7 +43,7 @@ class InboxFilter:
     @classmethod
     def for_folders(cls, inbox: Path, *others: Path) -> InboxFilter:
         inbox = Path(os.path.abspath(inbox))
-        inside = tuple(Path(os.path.abspath(p)) for p in others if _is_within(Path(os.path.abspath(p)), inbox))
+        inside = tuple(Path(os.path.abspath(p)) for p in others if is_within(Path(os.path.abspath(p)), inbox))
         return cls(inbox, inside)
 
     def relative(self, path: Path) -> Path | None:
@@ -60,7 +60,7 @@ class InboxFilter:
             return "not inside the inbox"
         absolute = self.inbox / rel
         for folder in self.excluded:
-            if _is_within(absolute, folder):
+            if is_within(absolute, folder):
                 return f"inside the daemon's own folder {folder}"
         # A hidden folder (.git, .Trash-1000, .stversions) holds nothing the user dropped in.
         for part in rel.parts[:-1]:
@@ -74,41 +74,21 @@ class InboxFilter:
         except OSError:
             return "gone"
         if stat.S_ISLNK(st.st_mode):
-            # Judged by refusal(); a dangling link may still be being created, so wait.
+            # Judged by the job (a dangling link settles first, then goes to failed/ with a report).
             try:
                 target = os.stat(absolute)
             except OSError:
-                return "dangling symlink"
+                return None
             if stat.S_ISDIR(target.st_mode):
                 return "symlink to a folder (folders are not followed)"
             return None
-        if not stat.S_ISREG(st.st_mode):
-            # Folders are walked, not translated; fifos, sockets and devices would block or never end.
-            return "not a regular file"
-        return None
-
-    def refusal(self, path: Path) -> InputError | None:
-        """Why a path that is not ignored must go to failed/ without being read, or None.
-
-        A symlink that leads outside the inbox is refused and never followed: the inbox may be
-        writable by a sync tool or another user, and reading through such a link would translate
-        (and then move) any file the daemon's user can read.
-        """
-        absolute = self.inbox / (self.relative(path) or path)
-        if os.path.islink(absolute):
-            target = Path(os.path.realpath(absolute))
-            if not _is_within(target, Path(os.path.realpath(self.inbox))):
-                return InputError(f"{path.name} is a symlink to {target}, outside the inbox",
-                                  "copy the file into the inbox instead of linking to it",
-                                  code=InputCode.OUTSIDE_INBOX)
-            if not target.is_file():
-                return InputError(f"{path.name} is a symlink to something that is not a regular file",
-                                  "drop the script file itself", code=InputCode.NOT_REGULAR)
-        elif absolute.exists() and not absolute.is_file():
-            return InputError(f"{path.name} is not a regular file", "drop the script file itself",
-                              code=InputCode.NOT_REGULAR)
+        if stat.S_ISDIR(st.st_mode):
+            return "a folder (folders are walked, not translated)"
+        # FIFOs, sockets and devices are never opened; the job moves them to failed/ with a report
+        # (ignoring them left the user waiting forever).
         return None
 
 
-def _is_within(path: Path, folder: Path) -> bool:
+def is_within(path: Path, folder: Path) -> bool:
+    """Lexically: ``path`` is ``folder`` or below it (both absolute)."""
     return path == folder or folder in path.parents

@@ -12,12 +12,16 @@ hash, where the input moves), and replayed idempotently after a crash: see ``run
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from asmr_daemon import db as sqlite_db
 
 
 class JobState(enum.StrEnum):
@@ -34,6 +38,10 @@ class JobCode(enum.StrEnum):
     INTERNAL = "internal"  # an unexpected error, retried up to the attempt limit
     CRASHED = "crashed"    # the daemon died while working on it too many times (e.g. out of memory)
     BACKEND = "backend-unavailable"  # the generation server was down: queued again, attempt not counted
+    STORAGE = "storage"    # disk full / read-only / no permission writing outputs: queued again, not counted
+    BAD_NAME = "bad-name"  # the file name is not UTF-8, or its output or report name would be too long
+    OUTSIDE_INBOX = "outside-inbox"  # a folder on the way was swapped for a symlink: nothing was moved
+    NOT_MOVABLE = "not-movable"  # the input could not be moved out of the inbox (left in place, reported once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +59,18 @@ class Job:
     created: float
     started: float | None
     finished: float | None
+    raw_source: bytes | None = None  # the name's bytes when they are not UTF-8 (``source`` shows them escaped)
+    left_in_place: str | None = None  # signature of an input that could not be moved (not queued again)
+
+    @property
+    def path(self) -> str:
+        """The source as the filesystem spells it (undecodable bytes as surrogates)."""
+        return os.fsdecode(self.raw_source) if self.raw_source is not None else self.source
 
 
 # Numbered migrations: append, never edit one that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    """
+MIGRATIONS: tuple[sqlite_db.Migration, ...] = (
+    ("create jobs", """
     CREATE TABLE jobs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         source TEXT NOT NULL,
@@ -74,11 +89,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX jobs_state ON jobs (state, id);
     CREATE INDEX jobs_source ON jobs (source, state);
-    """,
+    """),
+    ("undecodable names, inputs left in place", """
+    ALTER TABLE jobs ADD COLUMN raw_source BLOB;
+    ALTER TABLE jobs ADD COLUMN left_in_place TEXT
+    """),
 )
 
 _COLUMNS = ("id, source, state, attempts, sha256, output, output_sha256, moved_to, error_code, "
-            "error_detail, created, started, finished")
+            "error_detail, created, started, finished, raw_source, left_in_place")
+
+
+def display_name(path: str) -> str:
+    """A path that SQLite can store as text: undecodable bytes shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class JobStore:
@@ -89,45 +113,18 @@ class JobStore:
         self._clock = clock
         self._lock = threading.RLock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        # synchronous=FULL: a committed step survives power loss. A damaged file is set aside
+        # (``set_aside`` says where) and the daemon rescans the inbox into the new queue.
+        self._db, self.set_aside = sqlite_db.open_database(path, MIGRATIONS, what="job queue",
+                                                           synchronous="FULL")
         self._db.row_factory = sqlite3.Row
-        # WAL: status readers never block the worker; synchronous=FULL: a committed step survives power loss.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._migrate()
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
-        with self._transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, applied REAL NOT NULL)")
-            done = {row[0] for row in db.execute("SELECT id FROM migrations")}
-            for number, script in enumerate(MIGRATIONS, start=1):
-                if number in done:
-                    continue
-                for statement in script.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT INTO migrations (id, applied) VALUES (?, ?)", (number, self._clock()))
-
-    class _Tx:
-        def __init__(self, store: JobStore) -> None:
-            self.store = store
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.store._lock.acquire()
-            self.store._db.execute("BEGIN IMMEDIATE")
-            return self.store._db
-
-        def __exit__(self, exc_type, exc, tb) -> None:
-            try:
-                self.store._db.execute("ROLLBACK" if exc_type else "COMMIT")
-            finally:
-                self.store._lock.release()
-
-    def _transaction(self) -> JobStore._Tx:
-        return JobStore._Tx(self)
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, sqlite_db.transaction(self._db) as db:
+            yield db
 
     def _update(self, job_id: int, **values: object) -> None:
         values["updated"] = self._clock()
@@ -141,6 +138,8 @@ class JobStore:
             return None
         data = dict(row)
         data["state"] = JobState(data["state"])
+        if isinstance(data["moved_to"], bytes):
+            data["moved_to"] = os.fsdecode(data["moved_to"])
         return Job(**data)
 
     def close(self) -> None:
@@ -149,19 +148,24 @@ class JobStore:
 
     # -- writes (one transaction each) ---------------------------------------------------------
 
-    def enqueue(self, source: str) -> int:
+    def enqueue(self, source: str, *, signature: str | None = None) -> int | None:
         """Add a job for ``source`` (relative to the inbox) unless one is already queued or
-        running for it (a rescan or restart seeing the same file again); returns the job id."""
+        running for it (a rescan or restart seeing the same file again); returns the job id.
+        None when the newest job left this very file (same ``signature``) in the inbox because it
+        could not be moved: it was reported once and is not translated again on every rescan."""
         now = self._clock()
+        shown = display_name(source)
+        raw = None if shown == source else os.fsencode(source)
         with self._transaction() as db:
-            row = db.execute("SELECT id FROM jobs WHERE source = ? AND state IN ('queued', 'running') "
-                             "ORDER BY id LIMIT 1", (source,)).fetchone()
-            if row is not None:
-                return int(row[0])
-            cursor = db.execute("INSERT INTO jobs (source, state, created, updated) VALUES (?, 'queued', ?, ?)",
-                                (source, now, now))
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            row = db.execute("SELECT id, state, left_in_place FROM jobs WHERE source = ? AND raw_source IS ? "
+                             "ORDER BY id DESC LIMIT 1", (shown, raw)).fetchone()
+            if row is not None and row["state"] in ("queued", "running"):
+                return int(row["id"])
+            if row is not None and signature is not None and row["left_in_place"] == signature:
+                return None
+            cursor = db.execute("INSERT INTO jobs (source, raw_source, state, created, updated) "
+                                "VALUES (?, ?, 'queued', ?, ?)", (shown, raw, now, now))
+            return int(cursor.lastrowid or 0)
 
     def claim(self, job_id: int | None = None) -> Job | None:
         """Mark the oldest queued job (or queued job ``job_id``) running, attempts + 1, and
@@ -194,11 +198,21 @@ class JobStore:
         """Where the input is about to be moved (done/ or failed/, then with ``failure`` =
         (code, detail)), recorded before the move so a crash right after it can be finished."""
         code, detail = failure or (None, None)
-        self._update(job_id, moved_to=str(moved_to), error_code=code, error_detail=detail)
+        where: str | bytes = str(moved_to)
+        if display_name(str(where)) != where:  # an undecodable name: kept as its bytes
+            where = os.fsencode(where)
+        self._update(job_id, moved_to=where, error_code=code, error_detail=detail)
+
+    def leave_in_place(self, job_id: int, signature: str, detail: str) -> None:
+        """The input could not be moved out of the inbox: remember which file it was."""
+        self._update(job_id, left_in_place=signature, error_detail=detail)
 
     def finish(self, job_id: int) -> None:
         now = self._clock()
-        self._update(job_id, state=JobState.DONE.value, finished=now, error_code=None, error_detail=None)
+        with self._transaction() as db:  # a left-in-place note survives; an old error does not
+            db.execute("UPDATE jobs SET state = 'done', finished = ?, updated = ?, error_code = NULL, "
+                       "error_detail = CASE WHEN left_in_place IS NULL THEN NULL ELSE error_detail END "
+                       "WHERE id = ?", (now, now, job_id))
 
     def fail(self, job_id: int, code: str, detail: str) -> None:
         self._update(job_id, state=JobState.FAILED.value, finished=self._clock(), error_code=str(code),
@@ -246,8 +260,9 @@ class JobStore:
 
     def active_sources(self) -> set[str]:
         with self._lock:
-            rows = self._db.execute("SELECT source FROM jobs WHERE state IN ('queued', 'running')").fetchall()
-        return {row[0] for row in rows}
+            rows = self._db.execute("SELECT source, raw_source FROM jobs "
+                                    "WHERE state IN ('queued', 'running')").fetchall()
+        return {os.fsdecode(row[1]) if row[1] is not None else row[0] for row in rows}
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -8,6 +8,7 @@ keeps both copies. Subfolders are mirrored (``inbox/a/b.txt`` -> ``done/a/b.txt`
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import time
@@ -19,9 +20,33 @@ from asmr_daemon.scripts.writer import atomic_write_bytes
 
 def numbered(path: Path, n: int) -> Path:
     """``dir/name (n).ext`` (n = 0 gives ``path`` itself)."""
+    return path.with_name(numbered_name(path.name, n))
+
+
+def numbered_name(name: str, n: int) -> str:
+    """``name (n).ext`` (n = 0 gives ``name`` itself)."""
     if n == 0:
-        return path
-    return path.with_name(f"{path.stem} ({n}){path.suffix}")
+        return name
+    path = Path(name)
+    return f"{path.stem} ({n}){path.suffix}"
+
+
+REPORT_SUFFIX = ".error.txt"
+NAME_MAX = 255
+
+
+def report_name(name: str) -> str:
+    """``NAME.error.txt``; for a name so long that this would pass 255 bytes, the name is cut
+    (on a character boundary) and a short hash of the whole name keeps reports apart."""
+    full = name + REPORT_SUFFIX
+    if len(os.fsencode(full)) <= NAME_MAX:
+        return full
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    room = NAME_MAX - len(REPORT_SUFFIX) - len(tag)
+    cut = os.fsencode(name)[:room].decode("utf-8", "ignore")
+    while len(os.fsencode(cut)) > room:
+        cut = cut[:-1]
+    return cut + tag + REPORT_SUFFIX
 
 
 def unique_destination(path: Path, *, also_free: tuple[str, ...] = ()) -> Path:
@@ -80,7 +105,7 @@ def error_report(source_name: str, code: str, message: str, hint: str | None, wh
 
 
 def error_report_path(moved: Path) -> Path:
-    return moved.with_name(moved.name + ".error.txt")
+    return moved.with_name(report_name(moved.name))
 
 
 def write_failure(moved: Path, code: str, error: InputError | str, hint: str | None = None) -> Path:

@@ -38,11 +38,15 @@ class Unstable:
 
 
 def stat_signature(path: Path) -> Signature | None:
-    """(size, mtime) of ``path`` following symlinks, or None when it is gone."""
+    """(size, mtime) of ``path`` following symlinks (of the link itself when it dangles, so a
+    dangling link settles and is reported instead of vanishing), or None when it is gone."""
     try:
         st = os.stat(path)
     except OSError:
-        return None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return None
     return (st.st_size, st.st_mtime_ns)
 
 

@@ -94,6 +94,9 @@ class InboxWatcher:
         self.clock = clock
         self._lock = threading.Lock()
         self._in_flight: set[Path] = set()
+        # Settled files whose hand-over failed (the queue could not be written: a full state
+        # disk): tracked again and retried; ``status`` shows how many wait and why.
+        self._unqueued: dict[Path, str] = {}
         self._next_rescan = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,6 +196,31 @@ class InboxWatcher:
             self._in_flight.update(ready)
             self._in_flight.update(u.path for u in unstable)
         for path in ready:
-            self.on_ready(path)
+            self._hand_over(path, now)
         for item in unstable:
             self.on_unstable(item)
+
+    def _hand_over(self, path: Path, now: float) -> None:
+        """Each path on its own: a failure releases it and tracks it again (retried once it has
+        settled again), so one bad name or a full disk never strands the rest of the pass."""
+        try:
+            self.on_ready(path)
+        except Exception as exc:  # noqa: BLE001
+            problem = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                first = self._unqueued.get(path) != problem
+                self._unqueued[path] = problem
+                self._in_flight.discard(path)
+                self.tracker.note(path, now)
+            if first:
+                log.error("cannot queue %s (%s); trying again", os.fsencode(path).decode("utf-8", "replace"),
+                          problem)
+            return
+        with self._lock:
+            self._unqueued.pop(path, None)
+
+    def unqueued_status(self) -> dict[str, object]:
+        """How many settled files wait to be queued, and the latest reason."""
+        with self._lock:
+            problems = list(self._unqueued.values())
+        return {"count": len(problems), "problem": problems[-1] if problems else None}

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from asmr_daemon.errors import InputCode
 from asmr_daemon.watch.filters import InboxFilter
 
 
@@ -35,7 +34,6 @@ def test_plain_scripts_and_subfolders_are_taken(inbox):
     filt = InboxFilter.for_folders(inbox)
     assert filt.ignore_reason(make(inbox, "a.txt")) is None
     assert filt.ignore_reason(make(inbox, "work/track1.srt")) is None
-    assert filt.refusal(inbox / "work/track1.srt") is None
 
 
 def test_daemon_folders_and_hidden_folders_are_ignored(inbox):
@@ -46,38 +44,29 @@ def test_daemon_folders_and_hidden_folders_are_ignored(inbox):
     assert filt.ignore_reason(make(inbox, "donegood/a.txt")) is None
 
 
-def test_outside_the_inbox_and_non_regular_files_are_ignored(inbox, tmp_path):
+def test_outside_the_inbox_and_folders_are_ignored_fifos_are_not(inbox, tmp_path):
     filt = InboxFilter.for_folders(inbox)
     assert filt.ignore_reason(make(tmp_path, "other.txt")) is not None
     (inbox / "folder").mkdir()
-    assert filt.ignore_reason(inbox / "folder") == "not a regular file"
+    assert filt.ignore_reason(inbox / "folder") == "a folder (folders are walked, not translated)"
     os.mkfifo(inbox / "pipe.txt")
-    assert filt.ignore_reason(inbox / "pipe.txt") == "not a regular file"
+    # Not ignored: the job refuses it with a report (ignoring it left the user waiting forever).
+    assert filt.ignore_reason(inbox / "pipe.txt") is None
     assert filt.ignore_reason(inbox / "missing.txt") == "gone"
 
 
-def test_symlink_outside_is_refused_without_following(inbox, tmp_path):
+def test_symlinks_to_files_are_not_ignored(inbox, tmp_path):
     secret = make(tmp_path, "secret.txt", "private")
-    link = inbox / "link.txt"
-    link.symlink_to(secret)
+    (inbox / "link.txt").symlink_to(secret)
+    (inbox / "alias.txt").symlink_to(make(inbox, "sub/real.txt"))
     filt = InboxFilter.for_folders(inbox)
-    assert filt.ignore_reason(link) is None  # not ignored: the user must learn why
-    error = filt.refusal(link)
-    assert error is not None and error.code is InputCode.OUTSIDE_INBOX
+    assert filt.ignore_reason(inbox / "link.txt") is None  # not ignored: the user must learn why
+    assert filt.ignore_reason(inbox / "alias.txt") is None
 
 
-def test_symlink_inside_the_inbox_is_fine(inbox):
-    target = make(inbox, "sub/real.txt")
-    link = inbox / "alias.txt"
-    link.symlink_to(target)
-    filt = InboxFilter.for_folders(inbox)
-    assert filt.ignore_reason(link) is None
-    assert filt.refusal(link) is None
-
-
-def test_dangling_symlink_and_symlink_to_folder_are_ignored(inbox, tmp_path):
+def test_dangling_symlink_is_judged_by_the_job_symlink_to_folder_is_ignored(inbox, tmp_path):
     (inbox / "dangling.txt").symlink_to(tmp_path / "nope")
     (inbox / "dirlink").symlink_to(tmp_path)
     filt = InboxFilter.for_folders(inbox)
-    assert filt.ignore_reason(inbox / "dangling.txt") == "dangling symlink"
+    assert filt.ignore_reason(inbox / "dangling.txt") is None
     assert filt.ignore_reason(inbox / "dirlink") is not None

@@ -10,7 +10,8 @@ import pytest
 from asmr_daemon.errors import InputCode
 from asmr_daemon.watch.jobs import JobCode, JobState, JobStore, read_only_counts
 from asmr_daemon.watch.outputs import unique_destination
-from asmr_daemon.watch.runner import Folders, JobRunner, sha256_file
+from asmr_daemon.watch.runner import Folders, JobRunner
+from asmr_daemon.watch.workspace import hash_or_none as sha256_file
 
 
 @pytest.fixture
@@ -57,8 +58,29 @@ def test_migrations_are_numbered_and_run_once(tmp_path):
     JobStore(path).close()
     JobStore(path).close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT id FROM migrations").fetchall() == [(1,)]
+    assert db.execute("SELECT id FROM migrations").fetchall() == [(1,), (2,)]
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_queue_from_before_the_shared_migrations_table_opens_and_keeps_its_jobs(tmp_path):
+    """jobs.sqlite written by the first release: ``migrations (id, applied REAL)``, one migration."""
+    from asmr_daemon.watch.jobs import MIGRATIONS
+
+    path = tmp_path / "jobs.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE migrations (id INTEGER PRIMARY KEY, applied REAL NOT NULL)")
+    db.executescript(MIGRATIONS[0][1])
+    db.execute("INSERT INTO migrations VALUES (1, 1700000000.0)")
+    db.execute("INSERT INTO jobs (source, state, created, updated) VALUES ('old.txt', 'queued', 1, 1)")
+    db.commit()
+    db.close()
+    store = JobStore(path)
+    [job] = store.jobs()
+    assert job.source == "old.txt" and job.state is JobState.QUEUED and job.raw_source is None
+    store.close()
+    rows = sqlite3.connect(path).execute("SELECT id, name, applied FROM migrations ORDER BY id").fetchall()
+    assert rows[0] == (1, "create jobs", "2023-11-14T22:13:20+00:00")
+    assert [r[0] for r in rows] == [1, 2]
 
 
 def test_new_content_invalidates_a_recorded_output(store):
@@ -140,7 +162,7 @@ def test_crash_after_output_before_bookkeeping_does_not_translate_again(Fake, st
         raise Crash()
 
     runner = JobRunner(store, dirs, Fake())
-    runner._move = crashing_move  # the process "dies" just before moving the input
+    runner.mover.move = crashing_move  # the process "dies" just before moving the input
     with pytest.raises(Crash):
         runner.process(store.claim())
     assert (dirs.outbox / "a.zh.txt").read_text() == "ABC"
@@ -158,7 +180,7 @@ def test_crash_after_staging_renames_the_staged_output(Fake, store, dirs):
     # What step 2 leaves behind when the process dies before the rename:
     digest = sha256_file(dirs.inbox / "a.txt")
     store.record_input(job.id, digest, "a.zh.txt")
-    staged = dirs.outbox / f".a.zh.txt.job{job.id}.partial"
+    staged = dirs.outbox / f".asmr-job{job.id}.partial"
     staged.write_text("ABC")
     store.record_output(job.id, sha256_file(staged))
     store.recover(max_attempts=3)
@@ -173,7 +195,7 @@ def test_crash_after_input_moved_finishes_bookkeeping(Fake, store, dirs):
     store.enqueue("a.txt")
     job = store.claim()
     runner = JobRunner(store, dirs, Fake())
-    original = runner._move
+    original = runner.mover.move
 
     class Crash(BaseException):
         pass
@@ -182,7 +204,7 @@ def test_crash_after_input_moved_finishes_bookkeeping(Fake, store, dirs):
         original(*args, **kwargs)
         raise Crash()
 
-    runner._move = move_then_die
+    runner.mover.move = move_then_die
     with pytest.raises(Crash):
         runner.process(job)
     store.recover(max_attempts=3)
@@ -203,7 +225,7 @@ def test_replaced_content_after_crash_is_translated_again(Fake, store, dirs):
     def crashing_move(*args, **kwargs):
         raise Crash()
 
-    runner._move = crashing_move
+    runner.mover.move = crashing_move
     with pytest.raises(Crash):
         runner.process(store.claim())
     (dirs.inbox / "a.txt").write_text("new")
