@@ -8,6 +8,7 @@ does), tested against it round trip.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -82,11 +83,13 @@ def chatglm2_config_from_glm(glm_config: GlmConfig) -> dict:
 
 
 
-def fuse_qkv(q: Tensor, k: Tensor, v: Tensor, glm_config: GlmConfig) -> Tensor:
-    """Reverse of ``split_qkv``."""
+def fuse_qkv(qkv: Sequence[Tensor], glm_config: GlmConfig) -> Tensor:
+    """Reverse of ``split_qkv``: q, k, v rows -> the fused query_key_value rows."""
+    q, k, v = qkv
     if is_mqa(glm_config):
         return torch.cat([q, k, v], dim=0)
-    heads, hd = glm_config.num_attention_heads, glm_config.head_dim
+    heads = glm_config.num_attention_heads
+    hd = q.shape[0] // heads
     parts = [x.reshape(heads, 1, hd, *x.shape[1:]) for x in (q, k, v)]
     return torch.cat(parts, dim=1).reshape(3 * heads * hd, *q.shape[1:]).contiguous()
 
@@ -116,7 +119,7 @@ def chatglm2_state_dict_from_native(sd: dict[str, Tensor], glm_config: GlmConfig
     for (prefix, param), parts in pending.items():
         if set(parts) != set(QKV_NATIVE):
             raise ModelDirError(f"{prefix}: q/k/v {param} incomplete in the native checkpoint")
-        out[f"{prefix}{QKV}.{param}"] = fuse_qkv(*(parts[n] for n in QKV_NATIVE), glm_config)
+        out[f"{prefix}{QKV}.{param}"] = fuse_qkv([parts[n] for n in QKV_NATIVE], glm_config)
     return out
 
 
@@ -166,13 +169,20 @@ def chatglm2_adapter_from_native(
         a_parts = [parts[n]["lora_A"] for n in QKV_NATIVE]
         b_parts = [parts[n]["lora_B"] for n in QKV_NATIVE]
         out[f"{new}.lora_A.weight"] = torch.cat(a_parts, dim=0)
-        out[f"{new}.lora_B.weight"] = fuse_qkv(*_block_diagonal_rows(b_parts, r), glm_config)
+        out[f"{new}.lora_B.weight"] = fuse_qkv(_block_diagonal_rows(b_parts, r), glm_config)
 
     cfg = copy.deepcopy(adapter_cfg)
     cfg["r"] = big
     cfg["lora_alpha"] = 3 * adapter_cfg.get("lora_alpha", 8)
-    cfg["target_modules"] = sorted({split_key(LORA_KEY.match(k).group("module"))[1] for k in out})
+    cfg["target_modules"] = sorted({_leaf_module(k) for k in out})
     return out, cfg
+
+
+def _leaf_module(lora_key: str) -> str:
+    """'...layers.0.self_attention.query_key_value.lora_A.weight' -> 'query_key_value'."""
+    m = LORA_KEY.match(lora_key)
+    assert m is not None, lora_key  # keys written above always match
+    return split_key(m.group("module"))[1]
 
 
 def _block_diagonal_rows(b_parts: list[Tensor], r: int) -> list[Tensor]:

@@ -84,7 +84,8 @@ def check_adapter_shapes(sd: dict[str, torch.Tensor], base: torch.nn.Module, con
         if isinstance(module, torch.nn.Embedding):
             fan_in, fan_out = module.num_embeddings, module.embedding_dim
         else:
-            fan_in, fan_out = module.in_features, module.out_features
+            # nn.Linear, bitsandbytes' subclasses and peft's LoRA wrappers all carry these
+            fan_in, fan_out = getattr(module, "in_features"), getattr(module, "out_features")
         is_a = ".lora_A" in key or ".lora_embedding_A" in key
         got = value.shape[1] if is_a else value.shape[0]
         want = fan_in if is_a else fan_out
@@ -114,7 +115,7 @@ class PreparedAdapter:
     lora_config: Any  # peft.LoraConfig
 
 
-def _base_of(model: Any) -> torch.nn.Module:
+def _base_of(model: Any) -> Any:
     from peft import PeftModel
 
     return model.get_base_model() if isinstance(model, PeftModel) else model
@@ -158,7 +159,7 @@ def attach_prepared(loaded: LoadedModel, prepared: PreparedAdapter, name: str) -
     else:
         with quiet_peft_warnings():
             model = PeftModel(loaded.model, prepared.lora_config, adapter_name=name)
-    result = set_peft_model_state_dict(model, prepared.state_dict, adapter_name=name)
+    result: Any = set_peft_model_state_dict(model, prepared.state_dict, adapter_name=name)
     missing = [k for k in result.missing_keys if f".{name}." in k and "lora_" in k]
     if result.unexpected_keys or missing:
         if len(model.peft_config) > 1:  # a half-loaded adapter must not linger next to the others

@@ -119,12 +119,13 @@ def glm_config_from_chatglm2(cfg: dict) -> GlmConfig:
 
 
 
+def _head_dim(glm_config: GlmConfig) -> int:
+    return int(glm_config.head_dim or glm_config.hidden_size // glm_config.num_attention_heads)
+
+
 def qkv_sizes(glm_config: GlmConfig) -> list[int]:
-    return [
-        glm_config.num_attention_heads * glm_config.head_dim,
-        glm_config.num_key_value_heads * glm_config.head_dim,
-        glm_config.num_key_value_heads * glm_config.head_dim,
-    ]
+    hd, kv_heads = _head_dim(glm_config), int(glm_config.num_key_value_heads or glm_config.num_attention_heads)
+    return [glm_config.num_attention_heads * hd, kv_heads * hd, kv_heads * hd]
 
 
 def is_mqa(glm_config: GlmConfig) -> bool:
@@ -140,7 +141,7 @@ def split_qkv(t: Tensor, glm_config: GlmConfig) -> tuple[Tensor, Tensor, Tensor]
     if is_mqa(glm_config):
         q, k, v = torch.split(t, qkv_sizes(glm_config), dim=0)
         return q.contiguous(), k.contiguous(), v.contiguous()
-    heads, hd = glm_config.num_attention_heads, glm_config.head_dim
+    heads, hd = glm_config.num_attention_heads, _head_dim(glm_config)
     per_head = t.reshape(heads, 3, hd, *t.shape[1:])
     q, k, v = (per_head[:, i].reshape(heads * hd, *t.shape[1:]).contiguous() for i in range(3))
     return q, k, v
@@ -246,7 +247,7 @@ def _rename_pattern(pattern: str) -> list[str]:
 def _is_chatglm2_adapter(adapter_sd: dict[str, Tensor], leaves: list[str] | None) -> bool:
     if any("transformer.encoder." in k or "transformer.output_layer" in k or "transformer.embedding" in k for k in adapter_sd):
         return True
-    return bool(leaves) and any(leaf in CHATGLM2_TARGETS and leaf not in NATIVE_TARGETS for leaf in leaves)
+    return any(leaf in CHATGLM2_TARGETS and leaf not in NATIVE_TARGETS for leaf in leaves or ())
 
 
 def convert_chatglm2_adapter(
@@ -301,7 +302,7 @@ def convert_chatglm2_adapter(
             out[f"{targets[0]}.{part}{rest}"] = value
 
     cfg = copy.deepcopy(adapter_cfg)
-    found = sorted({split_key(LORA_KEY.match(k).group("module"))[1] for k in out})
+    found = sorted({split_key(m.group("module"))[1] for k in out if (m := LORA_KEY.match(k))})
     cfg["target_modules"] = found
     for pattern_key in ("rank_pattern", "alpha_pattern"):
         if cfg.get(pattern_key):
