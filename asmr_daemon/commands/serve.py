@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
                      loaded.memory_bytes / 2**30)
             current = {"settings": settings}
 
-            def translate(src: Path, dest: Path) -> None:
+            def translate(src: Path, staged: Path) -> None:
                 from asmr_daemon.translate_file import translate_file
 
-                translate_file(engine, src, dest, current["settings"])
+                translate_file(engine, src, staged, current["settings"], staged=True)
 
             def use_adapter(adapter_dir: Path) -> str:
                 """Hot switch (CLI, editors, SIGHUP): the base stays loaded; status shows the new adapter."""

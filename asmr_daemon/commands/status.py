@@ -72,6 +72,20 @@ def _generation_server(settings: Any, record: dict[str, Any] | None) -> tuple[bo
     return probe(openai)
 
 
+def review_rows(outbox: Path, limit: int = 5) -> list[str]:
+    """The "to review" row (outputs with a review report in the outbox), then the newest reports."""
+    from asmr_daemon.review import reports_in
+
+    reports = reports_in(outbox) if outbox.is_dir() else []
+    if not reports:
+        return ["nothing flagged"]
+    lines = sum(count for _, count in reports)
+    head = f"{len(reports)} output{'s' if len(reports) != 1 else ''} with flagged lines ({lines} line{'s' if lines != 1 else ''})"
+    listed = [f"  {path} ({count} line{'s' if count != 1 else ''})" for path, count in reports[:limit]]
+    more = [f"  ... and {len(reports) - limit} more"] if len(reports) > limit else []
+    return [head, "review reports (newest first):", *listed, *more]
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -117,7 +131,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         counts, failures = queue
         table.add_row("jobs", ", ".join(f"{counts[k]} {k}" for k in ("queued", "running", "done", "failed")))
+    outbox = Path(os.path.abspath(Path(str((record or {}).get("outbox") or settings.paths.outbox)).expanduser()))
+    reviews = review_rows(outbox)
+    table.add_row("to review", reviews[0])
     console.print(table)
+    for line in reviews[1:]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if failures:
         failed = Table(title="recent failures", title_justify="left")
         for column in ("when", "file", "code", "detail"):

@@ -20,6 +20,8 @@ from asmr_daemon.cli import add_model_arguments, model_overrides
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from asmr_daemon.progress import PlainProgress
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="script files (.txt, .srt, .vtt, .lrc)")
@@ -37,19 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from asmr_daemon.config import load_settings
     from asmr_daemon.errors import InputError
+    from asmr_daemon.progress import make_progress
     from asmr_daemon.runtime import build_engine, require_base_model
-    from asmr_daemon.translate_file import translate_file
+    from asmr_daemon.translate_file import result_lines, translate_file
 
+    check_distinct_outputs(args)  # before any work: one output must never take two inputs
     console = Console(stderr=True)
     model_flags = any(value is not None for value in model_overrides(args).values())
     if not (args.in_process or model_flags or args.state_dir or args.config):
@@ -63,27 +62,47 @@ def run(args: argparse.Namespace) -> int:
     runtime = build_engine(settings)
     failures = 0
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console) as bar:
+        with make_progress(console, TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), TimeRemainingColumn(), unit=" lines") as bar:
             for src in args.files:
                 dest = destination(args, src)
-                task = bar.add_task(src.name, total=None)
+                task = bar.add_task(escape(src.name), total=None)
                 try:
-                    translate_file(runtime.engine, src, dest, settings,
-                                   progress=functools.partial(_show_progress, bar, task))
+                    result = translate_file(runtime.engine, src, dest, settings,
+                                            progress=functools.partial(_show_progress, bar, task))
                 except (InputError, FileNotFoundError) as exc:
                     failures += 1
-                    bar.update(task, description=f"[red]{src.name}: failed")
-                    console.print(f"[red]{src}:[/] {exc}")
+                    console.print(f"[red]{escape(str(src))}:[/] {escape(str(exc))}")
                     continue
-                bar.update(task, description=f"{src.name} -> {dest}")
+                finally:
+                    bar.remove_task(task)  # a result line replaces the bar: none is left behind
+                for line in result_lines(Path(os.path.abspath(src)), result.as_dict()):
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
     finally:
         runtime.close()
     return 1 if failures else 0
 
 
-def _show_progress(bar: Progress, task: TaskID, done: int, total: int) -> None:
+def _show_progress(bar: Progress | PlainProgress, task: TaskID, done: int, total: int) -> None:
     bar.update(task, completed=done, total=total)
+
+
+def check_distinct_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, two inputs that would be written to one output
+    (``translate dd1/y.txt dd2/y.txt -o out``: the second would replace the first)."""
+    from asmr_daemon.errors import ConfigError
+
+    seen: dict[Path, Path] = {}
+    for src in args.files:
+        dest = destination(args, src)
+        if dest in seen:
+            first = Path(os.path.abspath(seen[dest]))
+            if first == Path(os.path.abspath(src)):
+                raise ConfigError(f"{first} is given twice", "name each file once")
+            raise ConfigError(f"{first} and {os.path.abspath(src)} would both be written to {dest}",
+                              "translate them with separate commands, or without -o so each output "
+                              "lands next to its input")
+        seen[dest] = src
 
 
 def destination(args: argparse.Namespace, src: Path) -> Path:
@@ -99,6 +118,7 @@ def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # t
     from asmr_daemon.lsp.client import execute_command
     from asmr_daemon.lsp.commands import TRANSLATE_FILE
     from asmr_daemon.lsp.endpoint import default_socket_path
+    from asmr_daemon.translate_file import result_lines
 
     socket_path = args.socket or default_socket_path()
     failures = 0
@@ -107,14 +127,18 @@ def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # t
         dest = destination(args, src)
         try:
             with console.status(f"{src.name}: translating with the running daemon..."):
-                execute_command(socket_path, TRANSLATE_FILE, [str(src), str(dest), {"bilingual": bool(args.bilingual)}])
+                answer = execute_command(socket_path, TRANSLATE_FILE,
+                                         [str(src), str(dest), {"bilingual": bool(args.bilingual)}])
         except DaemonNotRunning:
             if number == 0:
                 return None  # nobody listens: load the model here instead
             raise
         except AsmrError as exc:
             failures += 1
-            console.print(f"[red]{src}:[/] {exc}")
+            console.print(f"{src}: {exc}", style="red", markup=False, highlight=False)
             continue
-        console.print(f"{src.name} -> {dest} (by the running daemon)")
+        result = answer if isinstance(answer, dict) else {"output": str(dest)}
+        for line in result_lines(src, result):
+            console.print(line + (" (by the running daemon)" if line.startswith(str(src)) else ""),
+                          markup=False, highlight=False, soft_wrap=True)
     return 1 if failures else 0

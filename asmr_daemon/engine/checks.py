@@ -13,6 +13,8 @@ README):
   4 times in a row, and more than twice as often as the source repeats anything
   (``はぁはぁはぁはぁ`` -> ``哈啊哈啊哈啊哈啊`` is fine; 30 x ``我爱你`` is not).
 * ``output too long``: more than 4 x the source's characters + 10.
+* ``U+FFFD in the output``: the replacement character ``�`` (byte-fallback pieces that do not
+  form valid UTF-8) when the source has none.
 * ``leftover kana``: counting "full" kana only (hiragana/katakana letters except small kana
   ぁっゃ… and the long-vowel mark ー, so ちゅっ or はぁ counts as one), a run of 3 or more,
   or at least 2 that make up over 30 % of the output's letters. Single sounds such as あ, ん,
@@ -96,6 +98,8 @@ def check_translation(source: str, output: str, *, special_tokens: Sequence[str]
     token = leaked_special_token(source, output, special_tokens)
     if token is not None:
         return f"leaked special token {token}"
+    if "\ufffd" in output and "\ufffd" not in source:
+        return "U+FFFD in the output"
     repeats = max_repeats(output)
     if repeats >= 4 and repeats > 2 * max_repeats(source):
         return "repetition"

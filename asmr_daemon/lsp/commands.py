@@ -51,12 +51,12 @@ async def translate_file(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
                          "(and optionally {\"bilingual\": true})")
     options = args[2] if len(args) == 3 and isinstance(args[2], dict) else {}
     try:
-        dest = await asyncio.get_running_loop().run_in_executor(
+        result = await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(ls.translator.file, Path(args[0]), Path(args[1]),
                                     bilingual=bool(options.get("bilingual", False))))
     except (InputError, OSError) as exc:  # the caller asked for this file: say why it failed
         raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None
-    return {"output": str(dest)}
+    return result.as_dict()  # where the output went (and why there), flagged lines, review report
 
 
 async def use_adapter(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:

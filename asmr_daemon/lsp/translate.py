@@ -22,6 +22,7 @@ from asmr_daemon.scripts.model import Document
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
+    from asmr_daemon.translate_file import FileResult
 
 GlossaryFor = Callable[[Path | None], Any]
 """Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
@@ -116,9 +117,10 @@ class Translator:
         )
         return {index: _shown(lt) for index, lt in results.items()}
 
-    def file(self, src: Path, dest: Path, *, bilingual: bool = False) -> Path:
+    def file(self, src: Path, dest: Path, *, bilingual: bool = False) -> FileResult:
         """Translate the script file ``src`` into ``dest`` (blocking; run it in a worker thread),
-        exactly as the watch folder would, at batch priority."""
+        exactly as the watch folder would, at batch priority; ``dest`` is replaced only when it is
+        what asmr-daemon wrote there last (see ``translate_file``)."""
         import dataclasses
 
         from asmr_daemon.translate_file import translate_file

@@ -89,6 +89,32 @@ def encode_text(text: str, encoding: str, bom: bool, *, dest_name: str) -> bytes
         raise ValueError(f"unknown output encoding {encoding!r}") from None
 
 
+def encode_translation(
+    doc: Document,
+    translations: Mapping[int, str],
+    *,
+    bilingual: bool = False,
+    encoding: str = "utf-8",
+    newline: str = "original",
+    dest_name: str = "output",
+) -> bytes:
+    """Render ``doc`` with ``translations`` into the bytes of the output file.
+
+    ``encoding``: ``"utf-8"`` (default, no BOM), ``"original"`` (the source codec and BOM; fails
+    with EncodingError when e.g. Chinese does not fit CP932) or any Python codec name.
+    ``newline``: ``"original"``, ``"lf"`` or ``"crlf"``.
+    """
+    if newline == "original":
+        nl = doc.newline
+    elif newline in _NEWLINES:
+        nl = _NEWLINES[newline]
+    else:
+        raise ValueError(f"newline must be 'original', 'lf' or 'crlf', not {newline!r}")
+    codec, bom = (doc.encoding, doc.bom) if encoding == "original" else (encoding, False)
+    text = render(doc, translations, bilingual=bilingual, newline=nl)
+    return encode_text(text, codec, bom, dest_name=dest_name)
+
+
 def write_translation(
     doc: Document,
     translations: Mapping[int, str],
@@ -98,20 +124,10 @@ def write_translation(
     encoding: str = "utf-8",
     newline: str = "original",
 ) -> Path:
-    """Render ``doc`` with ``translations`` and write it atomically to ``dest``; returns ``dest``.
-
-    ``encoding``: ``"utf-8"`` (default, no BOM), ``"original"`` (the source codec and BOM; fails
-    with EncodingError when e.g. Chinese does not fit CP932) or any Python codec name.
-    ``newline``: ``"original"``, ``"lf"`` or ``"crlf"``. Nothing is written if anything fails.
-    """
+    """Render ``doc`` with ``translations`` (see ``encode_translation``) and write it atomically to
+    ``dest``; returns ``dest``. Nothing is written if anything fails."""
     dest = Path(dest)
-    if newline == "original":
-        nl = doc.newline
-    elif newline in _NEWLINES:
-        nl = _NEWLINES[newline]
-    else:
-        raise ValueError(f"newline must be 'original', 'lf' or 'crlf', not {newline!r}")
-    codec, bom = (doc.encoding, doc.bom) if encoding == "original" else (encoding, False)
-    text = render(doc, translations, bilingual=bilingual, newline=nl)
-    atomic_write_bytes(dest, encode_text(text, codec, bom, dest_name=dest.name))
+    data = encode_translation(doc, translations, bilingual=bilingual, encoding=encoding, newline=newline,
+                              dest_name=dest.name)
+    atomic_write_bytes(dest, data)
     return dest

@@ -7,7 +7,9 @@ after a crash the same job simply runs again and skips what already happened:
    hash it through that handle; record hash + output name.
 2. translate into a short hidden staging file next to the final output (``.asmr-jobN.partial``:
    a 250-byte script name must still fit); record the staged file's hash.
-3. rename the staging file to the final name (atomic: a reader sees no output or all of it).
+3. rename the staging file to the final name (atomic: a reader sees no output or all of it),
+   or beside it (``NAME.zh (1).EXT``) when the final name holds a file the user changed
+   (``output_files.publish_staged``; a review report staged beside it moves along).
    A final output whose hash was recorded for this job is never written again.
 4. record where the input goes, move it there relative to the folders' handles (no clobbering),
    mark the job done.
@@ -30,6 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from asmr_daemon import db as sqlite_db
 from asmr_daemon.errors import BackendUnavailable, InputCode, InputError
+from asmr_daemon.output_files import publish_staged, review_path
 from asmr_daemon.scripts.writer import output_name
 from asmr_daemon.watch.handles import OutsideInbox, Source, open_source, opened_dir
 from asmr_daemon.watch.jobs import Job, JobCode, JobState, JobStore
@@ -212,14 +215,16 @@ class JobRunner:
                 try:
                     self.translate_file(src, staged)
                 except InputError as exc:
-                    _unlink(staged)
+                    _unlink(staged, review_path(staged))
                     shown = str(self.folders.inbox / PurePosixPath(job.source))
                     return InputError(exc.message.replace(str(src), shown), exc.hint, code=exc.code)
                 except BaseException:
-                    _unlink(staged)
+                    _unlink(staged, review_path(staged))
                     raise
             self.store.record_output(job.id, hash_or_none(staged) or "")
-        os.replace(staged, final)
+        published = publish_staged(staged, final, source_sha256=job.sha256)
+        if published.reason:
+            log.warning("job %d: output written as %s: %s", job.id, published.path, published.reason)
         return None
 
     def _fail_source(self, job: Job, code: str, message: str, hint: str | None) -> JobState:
@@ -238,6 +243,7 @@ class JobRunner:
         return JobState.FAILED
 
 
-def _unlink(path: Path) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)
+def _unlink(*paths: Path) -> None:
+    for path in paths:
+        with suppress(FileNotFoundError):
+            os.unlink(path)

@@ -20,6 +20,7 @@ FINE = [
     ("Sophieです", "我是Sophie"),  # "sop" inside a word is not a token
     ("おやすみなさい、いい夢を見てね", "晚安，做个好梦哦"),
     ("SE：ドアの音", "SE：开门声"),
+    ("文字化け\ufffd", "乱码\ufffd"),  # U+FFFD already in the source
 ]
 
 BAD = [
@@ -36,6 +37,7 @@ BAD = [
     ("ちゅぱちゅぱ", "ちゅぱちゅぱ", "leftover kana"),
     ("お兄ちゃん、だいすき", "哥哥、だいすき", "leftover kana"),
     ("あのね", "あの、那个", "leftover kana"),  # 2 full kana, 40% of the letters
+    ("お兄ちゃん", "哥\ufffd", "U+FFFD in the output"),  # byte-fallback pieces that are not UTF-8
 ]
 
 

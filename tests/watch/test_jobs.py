@@ -131,7 +131,8 @@ def test_runner_happy_path_and_same_name_twice(Fake, store, dirs):
     assert (dirs.done / "sub" / "a.txt").read_text() == "hello 0"
     assert (dirs.done / "sub" / "a (1).txt").read_text() == "hello 1"  # never overwritten
     assert not (dirs.inbox / "sub" / "a.txt").exists()
-    assert not [p for p in dirs.outbox.rglob(".*")]  # no staging leftovers
+    # No staging leftovers: only the record of what was written (output_files).
+    assert [p.name for p in dirs.outbox.rglob(".*")] == [".a.zh.txt.asmr.json"]
 
 
 def test_runner_bad_file_goes_to_failed_with_report(Fake, store, dirs):

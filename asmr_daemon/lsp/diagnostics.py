@@ -1,0 +1,52 @@
+"""An open buffer's flagged lines as LSP diagnostics: the same flags as the review report beside an
+output (``review.flags_for``), shown as warnings on their lines.
+
+Only what is already known is shown: a line's translation from the translation memory (never the
+model: computing diagnostics must not queue a whole file at interactive priority) and the parse
+repairs. So a script the daemon has translated shows its flagged lines as soon as it is opened, and
+a line translated later (hover, a prefetch for inlay hints, the whole-document command) gets its
+diagnostic when its translation arrives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+
+from asmr_daemon.lsp import convert
+from asmr_daemon.lsp.convert import ParsedBuffer
+from asmr_daemon.review import Flag, flags_for
+
+SOURCE = "asmr-daemon"
+
+
+def buffer_flags(buffer: ParsedBuffer, translator: Any, path: Path | None) -> list[Flag]:
+    """Flags for the buffer from memory alone (blocking: SQLite and the glossary matcher)."""
+    known = {}
+    for line in buffer.doc.text_lines:
+        shown = translator.cached(buffer.doc, line.index, path)
+        if shown is not None and shown.problems:
+            known[line.index] = shown
+    return flags_for(buffer.doc, known)
+
+
+def to_diagnostics(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> list[types.Diagnostic]:
+    """One warning per flag, over its whole line."""
+    out = []
+    for flag in flags:
+        if not 0 < flag.line <= buffer.line_count:
+            continue
+        out.append(types.Diagnostic(
+            range=convert.line_range(buffer.line(flag.line - 1), encoding),
+            message=flag.description,
+            severity=types.DiagnosticSeverity.Warning,
+            source=SOURCE,
+        ))
+    return out
+
+
+def publish_params(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> types.PublishDiagnosticsParams:
+    return types.PublishDiagnosticsParams(uri=buffer.uri, version=buffer.version,
+                                          diagnostics=to_diagnostics(buffer, flags, encoding))
