@@ -32,6 +32,8 @@ from typing import Any
 from asmr_daemon.scripts.writer import atomic_write_bytes
 
 REVIEW_SUFFIX = ".review.txt"
+RECORD_SUFFIX = ".asmr.json"
+NAME_MAX = 255
 _MAX_BESIDE = 1000
 
 
@@ -48,21 +50,35 @@ class Published:
         return review_path(self.path)
 
 
+def fit_name(name: str, prefix: str = "", suffix: str = "") -> str:
+    """``prefix + name + suffix``, with ``name`` cut (on a character boundary, plus a short hash of
+    the whole name so that names stay apart) when that would pass NAME_MAX (255 bytes)."""
+    full = prefix + name + suffix
+    if len(os.fsencode(full)) <= NAME_MAX:
+        return full
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    room = NAME_MAX - len(os.fsencode(prefix + suffix + tag))
+    cut = os.fsencode(name)[:room].decode("utf-8", "ignore")
+    while len(os.fsencode(cut)) > room:
+        cut = cut[:-1]
+    return prefix + cut + tag + suffix
+
+
 def record_path(output: Path) -> Path:
-    """The hidden record of what we wrote at ``output``."""
-    return output.with_name(f".{output.name}.asmr.json")
+    """The hidden record of what we wrote at ``output``: ``.NAME.zh.EXT.asmr.json``."""
+    return output.with_name(fit_name(output.name, ".", RECORD_SUFFIX))
 
 
 def review_path(output: Path) -> Path:
     """``NAME.zh.EXT`` -> ``NAME.zh.EXT.review.txt``."""
-    return output.with_name(output.name + REVIEW_SUFFIX)
+    return output.with_name(fit_name(output.name, "", REVIEW_SUFFIX))
 
 
 def beside(path: Path, n: int) -> Path:
     """``NAME.zh.EXT`` -> ``NAME.zh (n).EXT`` (n = 0: ``path`` itself)."""
     if n == 0:
         return path
-    return path.with_name(f"{path.stem} ({n}){path.suffix}")
+    return path.with_name(fit_name(path.stem, "", f" ({n}){path.suffix}"))
 
 
 def sha256_of(path: Path) -> str | None:
@@ -170,7 +186,7 @@ def _carry_review(staged_review: Path, output: Path) -> None:
 def publish(data: bytes, dest: Path, *, source_sha256: str | None = None) -> Published:
     """Write ``data`` as the output ``dest``, or beside it when ``dest`` is a user's file."""
     dest = Path(os.path.abspath(dest))
-    tmp = dest.with_name(f".{dest.name}.new-{secrets.token_hex(4)}")
+    tmp = dest.with_name(fit_name(dest.name, ".", f".new-{secrets.token_hex(4)}"))
     atomic_write_bytes(tmp, data)
     try:
         return publish_staged(tmp, dest, source_sha256=source_sha256)

@@ -38,8 +38,10 @@ class Flag:
 
 
 def flags_for(doc: Document, results: Mapping[int, Any]) -> list[Flag]:
-    """Flags from the pipeline's ``{line index: LineTranslation}`` and the parse repairs, by line."""
-    flags = [Flag(line=index + 1, problem=problem, source=lt.source, output=lt.text, kept_source=True)
+    """Flags from the pipeline's ``{line index: LineTranslation}`` (or the editor's ``Shown``) and
+    the parse repairs, by line."""
+    flags = [Flag(line=index + 1, problem=problem, source=getattr(lt, "source", None) or doc.lines[index].body,
+                  output=lt.text, kept_source=True)
              for index, lt in results.items() for problem in (lt.problems or ())]
     for repair in doc.repairs:
         raw = doc.lines[repair.line - 1].raw if 0 < repair.line <= len(doc.lines) else ""

@@ -115,3 +115,16 @@ def test_a_staged_file_moves_into_place_with_its_review(tmp_path: Path) -> None:
 def test_a_missing_staged_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         publish_staged(tmp_path / ".gone", tmp_path / "a.zh.txt")
+
+
+def test_names_near_the_255_byte_limit_still_get_a_record_a_report_and_a_copy_beside(tmp_path: Path) -> None:
+    dest = tmp_path / ("あ" * 82 + ".zh.txt")  # 253 bytes
+    publish(b"one\n", dest)
+    assert written_by_us(dest) and len(record_path(dest).name.encode()) <= 255
+    review = publish_review(dest, "1 line to review\n")
+    assert review is not None and review.read_text() == "1 line to review\n" and len(review.name.encode()) <= 255
+    dest.write_bytes(b"edited\n")
+    published = publish(b"two\n", dest)
+    assert published.path != dest and published.path.read_bytes() == b"two\n"
+    assert len(published.path.name.encode()) <= 255 and published.path.name.endswith(" (1).txt")
+    assert dest.read_bytes() == b"edited\n"

@@ -36,14 +36,17 @@ def output_name(name: str) -> str:
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
     """Replace ``dest`` with ``data`` atomically; creates parent directories.
 
-    The temp file is ``.NAME.tmp-XXXXXXXX`` next to ``dest`` and is removed on any failure,
+    The temp file is ``.NAME.tmp-XXXXXXXX`` (``.asmr.tmp-XXXXXXXX`` for a long name) next to ``dest`` and is removed on any failure,
     leaving ``dest`` as it was. Created with mode 0o666 minus the umask, like a normal file
     (``mkstemp`` would make it 0o600).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        tmp = dest.parent / f".{dest.name}.tmp-{secrets.token_hex(4)}"
+        token = secrets.token_hex(4)
+        tmp = dest.parent / f".{dest.name}.tmp-{token}"
+        if len(os.fsencode(tmp.name)) > 255:  # a long name: the temp name must still fit NAME_MAX
+            tmp = dest.parent / f".asmr.tmp-{token}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:
