@@ -29,29 +29,47 @@ _adapter_names = itertools.count(1)
 
 
 class _RowLimits(StoppingCriteria):
-    """Stops each row at its own ``max_new_tokens`` (generate only knows one limit per batch, so
-    a batch would otherwise run every row to the longest row's limit), and stops the whole batch
-    when ``should_stop()`` says so (an editor request is waiting: the engine preempts)."""
+    """Sees every decoding step: stops each row at its own ``max_new_tokens`` (generate only knows
+    one limit per batch, so a batch would otherwise run every row to the longest row's limit),
+    reports each row the step it ends (eos or its limit) to ``on_row_done``, and stops the whole
+    call when ``should_stop()`` says so (an editor request is waiting: it joins the rows cut short)."""
 
-    def __init__(self, prompt_length: int, limits: list[int], should_stop: Callable[[], bool] | None) -> None:
+    def __init__(self, prompt_length: int, limits: list[int], eos: int,
+                 should_stop: Callable[[], bool] | None,
+                 on_row_done: Callable[[int, list[int]], None] | None) -> None:
         self.prompt_length = prompt_length
         self.limits = torch.tensor(limits)
+        self.eos = eos
         self.should_stop = should_stop
+        self.on_row_done = on_row_done
+        self.reported = torch.zeros(len(limits), dtype=torch.bool)
         self.preempted = False
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
+        new = input_ids[:, self.prompt_length :].cpu()
+        done = new.shape[1] >= self.limits
+        if self.on_row_done is not None:
+            ended = done | (new == self.eos).any(dim=1)
+            for i in torch.nonzero(ended & ~self.reported).flatten().tolist():
+                self.on_row_done(i, _cut(new[i].tolist(), int(self.limits[i]), self.eos))
+            self.reported |= ended
         if self.should_stop is not None and self.should_stop():
             self.preempted = True
             return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        done = (input_ids.shape[1] - self.prompt_length) >= self.limits
         return done.to(input_ids.device)
+
+
+def _cut(ids: list[int], limit: int, eos: int) -> list[int]:
+    """A row's tokens up to its own limit and before its eos."""
+    ids = ids[:limit]
+    return ids[: ids.index(eos)] if eos in ids else ids
 
 
 class LocalBackend:
     """Greedy generation on a ``LoadedModel``. Call ``encode``/``generate``/``decode``/``retire``
     from the one thread that owns the model; ``with_adapter`` from any thread."""
 
-    # ``generate`` takes ``should_stop`` and then returns None for rows it cut short.
+    # ``generate`` takes ``should_stop`` (then returns ``Unfinished`` rows) and ``on_row_done``.
     preemptible = True
 
     def __init__(self, loaded: LoadedModel, *, adapter: PreparedAdapter | None = None) -> None:
@@ -124,12 +142,14 @@ class LocalBackend:
         max_new_tokens: list[int] | int,
         repetition_penalty: float | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_row_done: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
         """Generated ids per prompt (prompt excluded), cut at the prompt's own eos and its own limit.
 
         ``should_stop`` is polled between decoding steps; when it returns True generation stops at
         once and the rows that had not finished (no eos, under their limit) come back as
         ``Unfinished`` (their tokens so far), to be continued later. Finished rows are exact.
+        ``on_row_done(index, ids)`` is called the step a row ends, with the ids it returns.
 
         Note: with ``repetition_penalty`` a padded row also penalises the pad id (0, ``<unk>``), a token
         the model does not emit anyway; everything else is identical to running the prompt alone.
@@ -150,7 +170,7 @@ class LocalBackend:
             pad_token_id=pad,
             repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
         )
-        stopper = _RowLimits(input_ids.shape[1], limits, should_stop)
+        stopper = _RowLimits(input_ids.shape[1], limits, eos, should_stop, on_row_done)
         with self._activate(), torch.inference_mode():
             out = self.loaded.model.generate(
                 input_ids=input_ids.to(device),
@@ -162,9 +182,7 @@ class LocalBackend:
         results: list[list[int]] = []
         for ids, limit in zip(generated, limits, strict=True):
             finished = eos in ids[:limit] or len(ids) >= limit
-            ids = ids[:limit]
-            if eos in ids:
-                ids = ids[: ids.index(eos)]
+            ids = _cut(ids, limit, eos)
             results.append(ids if finished or not stopper.preempted else Unfinished(ids))
         return results
 

@@ -1,12 +1,12 @@
 """Plain state shared by the engine, the scheduler and the translation memory.
 
 A ``Request`` is one segment to translate. It carries no behaviour beyond its ordering
-(priority, arrival, id), so the scheduler can be tested without threads or a model.
+(priority, arrival, id), so the scheduler can be tested without threads or a model. The callers'
+futures are not part of it: the engine keeps them (``waiters.Waiters``), keyed by request.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,10 @@ class Backend(Protocol):
         A backend with ``preemptible = True`` also takes ``should_stop: Callable[[], bool]``:
         polled between decoding steps; when it turns True the call returns at once, with an
         ``Unfinished`` list of the tokens so far for every row that had not finished (the engine
-        continues those rows later).
+        continues those rows later, together with the editor request that stopped them). It also
+        takes ``on_row_done: Callable[[int, list[int]], None]``, called on the generating thread the
+        step a row ends (eos or its own limit) with the row's index and tokens, so the engine can
+        answer that row while the others go on.
         """
         ...
 
@@ -105,7 +108,7 @@ class Request:
     """One segment waiting for (or being run by) the model.
 
     ``key`` identifies identical work: two submissions with the same key share one request
-    and every future in ``futures`` gets the same result. ``prompt_ids`` is filled in by the
+    and every caller waiting for it gets the same result. ``prompt_ids`` is filled in by the
     engine's worker (the only thread that touches the backend, tokenizer included), so a
     request with ``prompt_ids is None`` is not ready to be planned yet.
     """
@@ -121,13 +124,16 @@ class Request:
     prompt_ids: list[int] | None = None
     max_new_tokens: int = 0
     status: RequestStatus = RequestStatus.WAITING
-    futures: list[concurrent.futures.Future[Translation]] = field(default_factory=list)
     identity: str = ""
     """The backend identity at submission: the request runs on that backend (and adapter) even
     when the engine switched adapters meanwhile, so a file is never translated half by each."""
     generated: list[int] = field(default_factory=list)
-    """Tokens generated before its batch was preempted for an editor request: the next run
-    continues after them (prompt + generated), so a preemption loses no work."""
+    """Tokens generated before its batch was stopped for an editor request: the next run
+    continues after them (prompt + generated), so a stop loses no work."""
+    retry: bool = False
+    """The output failed the checks once: run again from the prompt, with the repetition penalty."""
+    alone: bool = False
+    """Its micro-batch raised: run it in a batch of its own, so an error stays with its request."""
 
     @property
     def sort_key(self) -> tuple[int, int, int]:

@@ -1,32 +1,31 @@
 """Bookkeeping for waiting and running requests; plans one micro-batch at a time.
 
-Pure: no threads, no locks, no torch. The engine calls it under its own lock. Policy:
+Pure: no threads, no locks, no torch, no futures. The engine calls it under its own lock. Policy:
 
 * interactive requests are always planned before batch ones (an editor never waits behind
-  a whole file, only behind the batch already on the GPU);
+  a whole file, only behind the step already on the GPU);
 * within the chosen priority class, the ``window`` earliest-arrived requests are sorted by
   length and cut into micro-batches (at most ``max_batch`` rows, padded cost
   ``rows * longest(prompt + max_new_tokens)`` within ``token_budget``); the plan is the
   micro-batch that holds the oldest request, so similar lengths run together (little
   padding) and the queue still advances in arrival order (no starvation);
-* a micro-batch holds requests of one backend identity only (after an adapter switch, requests
-  submitted before it still run on the old adapter);
-* a batch-priority micro-batch may be preempted when an editor request arrives (``requeue``):
-  its unfinished rows go back to the queue with their arrival order and the tokens generated so
-  far, and continue in a later plan;
-* identical work is done once: a request whose key is already waiting or running gets the
-  new future attached to the existing request instead of being queued again.
+* a micro-batch holds requests of one backend identity and one decoding (first pass or retry)
+  only: after an adapter switch, requests submitted before it still run on the old adapter, and
+  a retry runs with the repetition penalty;
+* an editor request joins the batch rows it stopped: rows cut short (``requeue`` with tokens so
+  far) go into the interactive plan and continue in the same call, so the batch job advances
+  while the editor waits;
+* a request whose micro-batch raised runs ``alone``, so one bad row fails only itself;
+* identical work is done once: ``add`` returns the request already waiting or running with the
+  same key, and the engine attaches its caller to that one.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from asmr_daemon.engine.requests import Priority, Request, RequestStatus
-
-Future = concurrent.futures.Future
 
 
 @dataclass(frozen=True)
@@ -36,6 +35,16 @@ class BatchPlan:
     padded_tokens: int
     """rows * longest row (prompt + max_new_tokens): what the batch costs once padded."""
 
+    @property
+    def identity(self) -> str:
+        """The backend every row runs on."""
+        return self.requests[0].identity
+
+    @property
+    def retry(self) -> bool:
+        """True when the rows run again with the repetition penalty."""
+        return self.requests[0].retry
+
 
 class Scheduler:
     def __init__(self, *, window_factor: int = 4) -> None:
@@ -43,58 +52,46 @@ class Scheduler:
         self.window_factor = window_factor
         self._waiting: dict[str, Request] = {}
         self._running: dict[str, Request] = {}
-        self._owner: dict[int, Request] = {}  # id(future) -> request, for cancel()
 
     # -- adding and removing -------------------------------------------------------------
 
     def add(self, request: Request) -> Request:
-        """Queue ``request``, or attach its futures to an identical one already in flight.
+        """Queue ``request``, or return the identical one (same key) already in flight.
 
-        Returns the request that will serve the futures. An interactive duplicate of a
-        waiting batch request upgrades it to interactive.
+        An interactive duplicate of a waiting batch request upgrades it to interactive.
         """
         existing = self._waiting.get(request.key) or self._running.get(request.key)
         if existing is None:
             request.status = RequestStatus.WAITING
             self._waiting[request.key] = request
-            existing = request
-        else:
-            existing.futures.extend(request.futures)
-            if existing.status is RequestStatus.WAITING and request.priority < existing.priority:
-                existing.priority = request.priority
-        for future in request.futures:
-            self._owner[id(future)] = existing
+            return request
+        if existing.status is RequestStatus.WAITING and request.priority < existing.priority:
+            existing.priority = request.priority
         return existing
 
-    def cancel(self, future: Future) -> Request | None:
-        """Detach ``future`` from its request; drop a waiting request nobody waits for.
+    def abort(self, request: Request) -> bool:
+        """Drop a waiting request nobody waits for any more; True if it was dropped.
 
-        Idempotent; unknown futures are ignored. Returns the request that was dropped, if any.
-        A running request keeps running (its result still goes to the translation memory).
+        Idempotent. A running request keeps running (its result still goes to the memory).
         """
-        request = self._owner.pop(id(future), None)
-        if request is None:
-            return None
-        request.futures = [f for f in request.futures if f is not future]
-        if request.futures or request.status is not RequestStatus.WAITING:
-            return None
+        if request.status is not RequestStatus.WAITING or self._waiting.get(request.key) is not request:
+            return False
         request.status = RequestStatus.CANCELLED
         del self._waiting[request.key]
-        return request
+        return True
 
     def finish(self, requests: tuple[Request, ...] | list[Request],
                status: RequestStatus = RequestStatus.FINISHED) -> None:
-        """Forget running requests once their futures are resolved."""
+        """Forget running (or waiting) requests once their result is known."""
         for request in requests:
             request.status = status
-            if self._running.get(request.key) is request:
-                del self._running[request.key]
-            for future in request.futures:
-                self._owner.pop(id(future), None)
+            for table in (self._running, self._waiting):
+                if table.get(request.key) is request:
+                    del table[request.key]
 
     def requeue(self, requests: list[Request]) -> None:
-        """Put running requests back in the queue (their batch was preempted), keeping their
-        arrival order, so they lead the next batch plan of their priority."""
+        """Put running requests back in the queue (cut short, retried or isolated), keeping their
+        arrival order, so they lead the next plan of their priority."""
         for request in requests:
             if self._running.get(request.key) is request:
                 del self._running[request.key]
@@ -107,8 +104,6 @@ class Scheduler:
         self._waiting.clear()
         for request in drained:
             request.status = RequestStatus.CANCELLED
-            for future in request.futures:
-                self._owner.pop(id(future), None)
         return drained
 
     # -- queries ---------------------------------------------------------------------------
@@ -118,9 +113,6 @@ class Scheduler:
 
     def has_waiting(self, priority: Priority) -> bool:
         return any(r.priority == priority for r in self._waiting.values())
-
-    def has_ready(self) -> bool:
-        return any(r.is_prepared for r in self._waiting.values())
 
     @property
     def num_waiting(self) -> int:
@@ -136,19 +128,25 @@ class Scheduler:
         """Choose the next micro-batch and mark it RUNNING; None when nothing is ready.
 
         A single request larger than ``token_budget`` still runs, alone: refusing it would
-        leave its future waiting forever.
+        leave its caller waiting forever.
         """
         ready = [r for r in self._waiting.values() if r.is_prepared]
         if not ready:
             return None
         priority = min(r.priority for r in ready)
-        queue = sorted(r for r in ready if r.priority == priority)
-        oldest = queue[0]
-        # A batch runs on one backend: only requests bound to the oldest one's adapter.
-        queue = [r for r in queue if r.identity == oldest.identity]
-        window = queue[: max(1, max_batch) * max(1, self.window_factor)]
-        window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
-        chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)
+        oldest = min(r for r in ready if r.priority == priority)
+        if oldest.alone:
+            chosen = [oldest]
+        else:
+            # One backend and one decoding per call; isolated rows never share one.
+            ready = [r for r in ready if r.identity == oldest.identity and r.retry == oldest.retry
+                     and not r.alone]
+            queue = sorted(r for r in ready if r.priority == priority)
+            window = queue[: max(1, max_batch) * max(1, self.window_factor)]
+            window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
+            chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)
+            # Lower-priority rows an editor request cut short continue in the same call.
+            chosen += sorted(r for r in ready if r.priority > priority and r.generated)
         for request in chosen:
             request.status = RequestStatus.RUNNING
             del self._waiting[request.key]

@@ -37,7 +37,7 @@ def make_engine(memory: TranslationMemory) -> Iterator[Callable[..., Engine]]:
 
     yield make
     for engine in engines:
-        backend = engine._backend
+        backend = engine.backend
         if isinstance(backend, FakeBackend):
             backend.release()
         engine.close()

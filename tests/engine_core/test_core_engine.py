@@ -154,20 +154,43 @@ def test_glossary_term_must_be_used(make_engine) -> None:
     assert result.text == "米娜酱" and result.problem is None and len(backend.calls) == 2
 
 
-def test_backend_exception_fails_only_that_batch(make_engine, caplog) -> None:
+def test_a_poisoned_row_fails_alone_and_its_batch_mates_succeed(make_engine, caplog, memory) -> None:
     backend = FakeBackend(fail_on={"あいう"})
-    engine = make_engine(backend, batch_size=2, start=False)
-    futures = [engine.submit(s) for s in ("あいう", "かきく", "さしす", "たちつ")]
+    engine = make_engine(backend, batch_size=4, start=False)
+    sources = ("あいう", "かきく", "さしす", "たちつ")
+    futures = [engine.submit(s) for s in sources]
     with caplog.at_level(logging.ERROR):
         engine.start()
-        for f in futures[2:]:
-            assert f.result(T).problem is None
-    for f in futures[:2]:
-        with pytest.raises(RuntimeError, match="out of memory"):
+        for f in futures[1:]:
+            assert f.result(T) == Translation(f.result().source, fake_translate(f.result().source), None, "model")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        futures[0].result(T)
+    assert "4 rows" in caplog.text and "padded tokens" in caplog.text  # the batch state is logged
+    # The failing batch's rows ran again one by one: only the poisoned one failed.
+    assert sorted(c.sources for c in backend.calls[1:]) == sorted((s,) for s in sources)
+    stats = engine.stats
+    assert (stats["failed_batches"], stats["isolated"], stats["failed"]) == (2, 4, 1)
+    assert sorted(s for s, _ in memory.accepted()) == sorted(sources[1:])  # nothing cached for the bad row
+    assert engine.submit("かきく").result(T).origin == "memory"  # the loop goes on
+    assert engine.submit("あいう").exception(T) is not None  # a failure is not remembered
+
+
+def test_an_outage_fails_the_whole_batch_without_retrying_each_row(make_engine) -> None:
+    from asmr_daemon.errors import BackendUnavailable
+
+    class Down(FakeBackend):
+        def generate(self, prompts, **kwargs):
+            super().generate(prompts, **kwargs)
+            raise BackendUnavailable("connection refused", "start the server")
+
+    backend = Down()
+    engine = make_engine(backend, batch_size=4)
+    futures = [engine.submit(s) for s in ("あいう", "かきく")]
+    engine.start()
+    for f in futures:
+        with pytest.raises(BackendUnavailable):
             f.result(T)
-    assert "2 rows" in caplog.text and "padded tokens" in caplog.text
-    assert engine.stats["failed_batches"] == 1
-    assert engine.submit("かきく").result(T).origin == "model"  # the loop goes on; nothing was cached
+    assert len(backend.calls) == 1 and engine.stats["failed"] == 2
 
 
 def test_max_new_tokens_follows_the_source_length(make_engine) -> None:
@@ -260,7 +283,7 @@ class PreemptibleBackend(FakeBackend):
         self.stop_polls: list[bool] = []
         self.partial: dict[str, str] = {}  # prompt text + tokens so far -> the tokens so far
 
-    def generate(self, prompts, *, max_new_tokens, repetition_penalty=None, should_stop=None):
+    def generate(self, prompts, *, max_new_tokens, repetition_penalty=None, should_stop=None, on_row_done=None):
         texts = [self.decode(p) for p in prompts]
         resumed = [(t[: len(t) - len(self.partial[t])], self.partial[t]) if t in self.partial else (t, "")
                    for t in texts]
@@ -281,7 +304,7 @@ class PreemptibleBackend(FakeBackend):
         return outputs
 
 
-def test_an_editor_request_preempts_a_running_batch_and_nothing_is_lost(make_engine):
+def test_an_editor_request_joins_the_batch_rows_it_stopped_and_nothing_is_lost(make_engine):
     backend = PreemptibleBackend()
     engine = make_engine(backend, batch_size=4, start=True)
     backend.block()
@@ -293,9 +316,10 @@ def test_an_editor_request_preempts_a_running_batch_and_nothing_is_lost(make_eng
     results = [f.result(10).text for f in batch]
     assert results == [fake_translate(f"ファイルの行{i}です") for i in range(8)]  # exact, none lost
     first, second = backend.calls[0].sources, backend.calls[1].sources
-    assert len(first) == 4 and second == ("ひとつだけ",)  # the hover ran right after the cut
+    # The hover ran right after the cut, together with the three rows it cut short.
+    assert len(first) == 4 and second[0] == "ひとつだけ" and set(second[1:]) == set(first) - {first[0]}
     assert backend.stop_polls[0] is True
-    assert engine.stats["preempted"] == 3
+    assert engine.stats["preempted"] == 3 and engine.stats["joined"] == 3
     # The three cut rows continued (prompt + their two tokens) instead of starting over.
     assert len(backend.partial) == 3
     assert engine.stats["rows"] == 8 + 1 + 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import itertools
 
 from asmr_daemon.engine.requests import Priority, Request, RequestStatus
@@ -15,8 +14,7 @@ def req(key: str, *, prompt: int = 10, new: int = 10, priority: Priority = Prior
         prepared: bool = True) -> Request:
     number = next(_ids)
     return Request(request_id=number, key=key, source=key, prompt=key, priority=priority, arrival=number,
-                   prompt_ids=[0] * prompt if prepared else None, max_new_tokens=new,
-                   futures=[concurrent.futures.Future()])
+                   prompt_ids=[0] * prompt if prepared else None, max_new_tokens=new)
 
 
 def keys(plan) -> list[str]:
@@ -77,7 +75,7 @@ def test_unprepared_requests_are_not_planned() -> None:
     s = Scheduler()
     r = req("a", prepared=False)
     s.add(r)
-    assert s.plan(8, 1000) is None and not s.has_ready()
+    assert s.plan(8, 1000) is None and s.num_waiting == 1
     r.prompt_ids = [1, 2]
     assert keys(s.plan(8, 1000)) == ["a"]
 
@@ -87,11 +85,10 @@ def test_identical_keys_share_one_request_waiting_or_running() -> None:
     first = req("same")
     second = req("same")
     assert s.add(first) is first
-    assert s.add(second) is first
-    assert len(first.futures) == 2 and s.num_waiting == 1
+    assert s.add(second) is first and s.num_waiting == 1
     s.plan(8, 1000)
     third = req("same")
-    assert s.add(third) is first and len(first.futures) == 3  # in flight: still computed once
+    assert s.add(third) is first  # in flight: still computed once
     assert s.num_waiting == 0 and s.num_running == 1
     s.finish([first])
     assert s.num_running == 0 and first.status is RequestStatus.FINISHED
@@ -110,27 +107,24 @@ def test_interactive_duplicate_upgrades_waiting_batch_request() -> None:
     assert keys(s.plan(8, 1000)) == ["a", "c"]
 
 
-def test_cancel_drops_request_only_when_nobody_waits() -> None:
+def test_abort_drops_a_waiting_request_once() -> None:
     s = Scheduler()
-    a1, a2, b = req("a"), req("a"), req("b")
-    for r in (a1, a2, b):
+    a, b = req("a"), req("b")
+    for r in (a, b):
         s.add(r)
-    assert s.cancel(a1.futures[0]) is None  # a2 still waits
-    b_future = b.futures[0]
-    assert s.cancel(b_future) is b and b.status is RequestStatus.CANCELLED
-    assert s.cancel(b_future) is None  # idempotent
-    assert s.cancel(concurrent.futures.Future()) is None  # unknown future
+    assert s.abort(b) and b.status is RequestStatus.CANCELLED
+    assert not s.abort(b)  # idempotent
+    assert not s.abort(req("unknown"))
     assert keys(s.plan(8, 1000)) == ["a"]
-    assert a1.futures == a2.futures and len(a1.futures) == 1
 
 
-def test_cancel_of_a_running_request_keeps_it_running() -> None:
+def test_abort_of_a_running_request_keeps_it_running() -> None:
     s = Scheduler()
     a = req("a")
     s.add(a)
     s.plan(8, 1000)
-    assert s.cancel(a.futures[0]) is None
-    assert a.status is RequestStatus.RUNNING and a.futures == []
+    assert not s.abort(a)
+    assert a.status is RequestStatus.RUNNING and s.num_running == 1
 
 
 def test_drain_returns_waiting_only() -> None:
@@ -140,3 +134,33 @@ def test_drain_returns_waiting_only() -> None:
     s.plan(max_batch=1, token_budget=1000)
     drained = s.drain()
     assert [r.key for r in drained] == ["b"] and s.num_waiting == 0 and s.num_running == 1
+
+
+def test_rows_an_editor_cut_short_join_its_plan() -> None:
+    s = Scheduler()
+    batch = [req(k) for k in "abcd"]
+    for r in batch:
+        s.add(r)
+    running = s.plan(8, 1000)
+    cut = [r for r in running.requests if r.key != "a"]
+    s.finish([running.requests[0]])
+    for r in cut:
+        r.generated = [7, 7]
+    s.requeue(cut)
+    s.add(req("fresh"))  # a batch row that never ran does not join
+    s.add(req("hover", priority=Priority.INTERACTIVE))
+    plan = s.plan(8, 1000)
+    assert keys(plan) == ["hover", "b", "c", "d"] and plan.priority is Priority.INTERACTIVE
+    assert keys(s.plan(8, 1000)) == ["fresh"]
+
+
+def test_retries_and_isolated_rows_run_apart() -> None:
+    s = Scheduler()
+    a, b, c, d = (req(k) for k in "abcd")
+    a.retry = b.retry = True
+    c.alone = d.alone = True
+    for r in (a, b, c, d, req("e"), req("f")):
+        s.add(r)
+    first = s.plan(8, 1000)
+    assert keys(first) == ["a", "b"] and first.retry
+    assert [keys(s.plan(8, 1000)) for _ in range(3)] == [["c"], ["d"], ["e", "f"]]

@@ -104,3 +104,21 @@ def test_preemption_keeps_finished_rows_and_continuing_the_others_changes_nothin
                             max_new_tokens=[limits[i] - len(cut[i]) for i in (1, 2)])
     assert [cut[i] + rest[n] for n, i in enumerate((1, 2))] == full[1:]
     assert backend.generate(prompts, max_new_tokens=limits, should_stop=lambda: False) == full
+
+
+def test_each_row_is_reported_the_step_it_ends(backend):
+    """``on_row_done`` sees each row once, the step it ends, with exactly the ids ``generate``
+    returns for it; the call goes on for the longer rows."""
+    prompts = [backend.tokenizer.encode_prompt(p) for p in PROMPTS]
+    limits = [2, 12, 5]
+    steps: list[int] = []
+    reported: dict[int, tuple[int, list[int]]] = {}
+
+    def stop_never() -> bool:
+        steps.append(1)
+        return False
+
+    out = backend.generate(prompts, max_new_tokens=limits, should_stop=stop_never,
+                           on_row_done=lambda i, ids: reported.setdefault(i, (len(steps), ids)))
+    assert {i: ids for i, (_, ids) in reported.items()} == dict(enumerate(out))
+    assert reported[0][0] == 1 and reported[2][0] <= 4  # before the 12-token row ends

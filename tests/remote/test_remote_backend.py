@@ -227,7 +227,7 @@ def test_the_engine_answers_with_the_outage_instead_of_hanging(tmp_path):
         with pytest.raises(BackendUnavailable, match="unreachable"):
             future.result(timeout=30)
         assert time.monotonic() - start < 10
-        assert memory.get(engine._key("おはよう", (), (), engine.identity)) is None  # nothing cached
+        assert memory.get(engine._front.key("おはよう", (), (), engine.identity)) is None  # nothing cached
     finally:
         engine.close()
         memory.close()

@@ -1,0 +1,198 @@
+"""The engine's worker thread: the only thread on the backends (tokenizer included, since fast
+tokenizers are not safe to share between threads). Its step: plan a micro-batch, run it, apply.
+
+Applying a row: an output that fails the checks is re-queued once as a retry (with the repetition
+penalty); a row cut short by an editor request is re-queued with its tokens so far and continues
+in the editor's call; otherwise the row is stored in the memory and its callers are answered. A
+preemptible backend reports each row the step it ends, so it is answered then (an editor's row
+does not wait for the batch rows it shares the call with). When a call raises, its rows run again
+alone, so only the bad row fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from asmr_daemon.config import DecodingSettings
+from asmr_daemon.engine.backends import retire
+from asmr_daemon.engine.checks import check_all
+from asmr_daemon.engine.requests import (
+    Backend,
+    Priority,
+    Request,
+    RequestStatus,
+    Translation,
+    Unfinished,
+)
+from asmr_daemon.engine.scheduler import BatchPlan
+from asmr_daemon.engine.state import EngineState
+from asmr_daemon.engine.waiters import settle
+from asmr_daemon.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+Outcome = list[str | Unfinished] | Exception
+"""Per row: the decoded output, or the tokens so far of a row cut short; or what the call raised."""
+
+
+class Worker:
+    def __init__(self, state: EngineState, decoding: DecodingSettings) -> None:
+        self.state = state
+        self.decoding = decoding
+
+    def run(self) -> None:
+        """Plan, run, apply, until the engine closes."""
+        while (step := self._next_plan()) is not None:
+            plan, backend = step
+            self._apply(plan, backend, self._run(plan, backend))
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def _next_plan(self) -> tuple[BatchPlan, Backend] | None:
+        """Wait for work; retire unused backends and tokenize new requests on the way."""
+        s = self.state
+        while True:
+            with s.cond:
+                while not s.closing and not s.scheduler.num_waiting and not self._unneeded():
+                    s.cond.wait()
+                if s.closing:
+                    return None
+                retired = [s.backends.pop(identity) for identity in self._unneeded()]
+                unprepared = [(s.backends.get(r.identity), r) for r in s.scheduler.waiting() if not r.is_prepared]
+            for old in retired:
+                retire(old)
+            for backend, request in unprepared:
+                self._prepare(backend, request)
+            with s.cond:
+                if s.closing:
+                    return None
+                plan = s.scheduler.plan(max(1, s.settings.batch_size), s.settings.token_budget)
+                if plan is None:
+                    continue
+                s.counts["batches"] += 1
+                s.counts["joined"] += sum(1 for r in plan.requests if r.priority > plan.priority)
+                if not s.scheduler.has_waiting(Priority.INTERACTIVE):
+                    s.interactive_waiting.clear()
+                s.waiters.start(plan.requests)
+                return plan, s.backends.get(plan.identity)
+
+    def _unneeded(self) -> list[str]:
+        """Old backends no waiting request needs (under the lock; nothing runs between steps)."""
+        return self.state.backends.unneeded(r.identity for r in self.state.scheduler.waiting())
+
+    def _prepare(self, backend: Backend, request: Request) -> None:
+        """Tokenize a new request and set its generation cap; a request that cannot be tokenized
+        fails alone."""
+        try:
+            source_tokens = len(backend.encode(request.source))
+            ids = backend.encode(request.prompt)
+        except Exception as exc:
+            log.exception("cannot tokenize %r", request.source[:80])
+            self._fail([request], exc)
+            return
+        request.max_new_tokens = max(self.decoding.min_new_tokens,
+                                     math.ceil(self.decoding.max_new_tokens_ratio * source_tokens))
+        request.prompt_ids = ids
+
+    # -- run -------------------------------------------------------------------------------
+
+    def _run(self, plan: BatchPlan, backend: Backend) -> Outcome:
+        """One call on the model. A row continues after the tokens an earlier, stopped call
+        generated for it; a retry starts over from the prompt (its ``generated`` is empty)."""
+        rows = plan.requests
+        with self.state.cond:
+            self.state.counts["model_calls"] += 1
+            self.state.counts["rows"] += len(rows)
+        extra: dict[str, Callable[..., Any]] = {}
+        if getattr(backend, "preemptible", False):
+            extra = {"should_stop": self.state.interactive_waiting.is_set,
+                     "on_row_done": lambda i, ids: self._row_done(backend, rows[i], ids)}
+        try:
+            ids = backend.generate([(r.prompt_ids or []) + r.generated for r in rows],
+                                   max_new_tokens=[r.max_new_tokens - len(r.generated) for r in rows],
+                                   repetition_penalty=self.decoding.retry_repetition_penalty if plan.retry else None,
+                                   **extra)
+            if len(ids) != len(rows):
+                raise RuntimeError(f"backend returned {len(ids)} outputs for {len(rows)} prompts")
+            return [row if isinstance(row, Unfinished) else backend.decode(r.generated + list(row)).strip()
+                    for r, row in zip(rows, ids)]
+        except Exception as exc:  # a bug or a backend failure: this call's rows only
+            if isinstance(exc, BackendUnavailable):  # an outage, not a bug: no traceback
+                log.warning("a batch waits for the generation server: %s", exc.message)
+            else:
+                log.exception("translating a batch failed: %s", _describe(plan))
+            return exc
+
+    def _row_done(self, backend: Backend, request: Request, ids: list[int]) -> None:
+        """A row ended while its call goes on: answer it now (worker thread, inside ``generate``)."""
+        if request.status is RequestStatus.RUNNING:
+            self._settle(request, backend, backend.decode(request.generated + list(ids)).strip())
+
+    # -- apply -----------------------------------------------------------------------------
+
+    def _apply(self, plan: BatchPlan, backend: Backend, outcome: Outcome) -> None:
+        rows = [r for r in plan.requests if r.status is RequestStatus.RUNNING]  # not answered yet
+        if isinstance(outcome, Exception):
+            with self.state.cond:
+                self.state.counts["failed_batches"] += 1
+            if len(plan.requests) > 1 and not isinstance(outcome, BackendUnavailable):
+                self._requeue(rows, "isolated", alone=True)  # the bad row will fail alone
+            else:
+                self._fail(rows, outcome)
+            return
+        by_request = dict(zip(plan.requests, outcome))
+        cut = [r for r in rows if isinstance(by_request[r], Unfinished)]
+        for request in cut:
+            request.generated = request.generated + list(by_request[request])
+        self._requeue(cut, "preempted")
+        for request in rows:
+            output = by_request[request]
+            if isinstance(output, str):
+                self._settle(request, backend, output)
+
+    def _settle(self, request: Request, backend: Backend, output: str) -> None:
+        """Check one output: retry it once, or store it and answer its callers."""
+        problem = check_all(request.source, output, glossary=request.glossary,
+                            special_tokens=tuple(getattr(backend, "special_tokens", ())))
+        if problem and not request.retry:
+            request.retry, request.generated = True, []
+            self._requeue([request], "retries")
+            return
+        result = Translation(request.source, request.source if problem else output, problem, "model")
+        self.state.front.store(request, result, backend.identity)
+        with self.state.cond:
+            self.state.counts["flagged"] += 1 if problem else 0
+            self.state.scheduler.finish([request])
+            futures = self.state.waiters.pop(request)
+        settle(futures, result)
+
+    def _requeue(self, requests: list[Request], counter: str, *, alone: bool = False) -> None:
+        if not requests:
+            return
+        s = self.state
+        with s.cond:
+            for request in requests:
+                request.alone = request.alone or alone
+                if request.priority is Priority.INTERACTIVE and counter != "preempted":
+                    s.interactive_waiting.set()  # an editor's retry: stop the call in flight
+            s.counts[counter] += len(requests)
+            s.scheduler.requeue(requests)
+            s.cond.notify_all()
+
+    def _fail(self, requests: list[Request], exc: Exception) -> None:
+        with self.state.cond:
+            self.state.counts["failed"] += len(requests)
+            self.state.scheduler.finish(requests)
+            futures = [self.state.waiters.pop(r) for r in requests]
+        for group in futures:
+            settle(group, exc)
+
+
+def _describe(plan: BatchPlan) -> str:
+    rows = plan.requests
+    return (f"{len(rows)} rows, priority {plan.priority.name}, {plan.padded_tokens} padded tokens, "
+            f"prompt lengths {[len(r.prompt_ids or ()) for r in rows]}, "
+            f"max_new_tokens {[r.max_new_tokens for r in rows]}")

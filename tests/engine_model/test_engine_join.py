@@ -1,0 +1,112 @@
+"""The engine on the tiny real model: an editor request joins the running micro-batch, is answered
+the step its row ends, and every output equals the unbatched greedy result."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings
+from asmr_daemon.engine.backend import LocalBackend
+from asmr_daemon.engine.engine import Engine, Segment
+from asmr_daemon.engine.loading import load_model
+from asmr_daemon.engine.memory import TranslationMemory
+from asmr_daemon.engine.requests import Priority, Translation
+
+T = 60  # seconds; only a guard against hangs
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_kit) -> LocalBackend:
+    return LocalBackend(load_model(tiny_kit.native_base_dir, tiny_kit.native_adapter_dir,
+                                   device="cpu", progress=False))
+
+
+class HeldAtFirstStep:
+    """The real backend, with its first call held at its first decoding step until the test has
+    submitted an editor request; records when calls return."""
+
+    preemptible = True
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner = inner
+        self.identity = inner.identity
+        self.special_tokens = inner.special_tokens
+        self.started = threading.Event()
+        self.go = threading.Event()
+        self.events: list[str] = []
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.inner.encode(prompt)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.inner.decode(ids)
+
+    def generate(self, prompts: list[list[int]], *, should_stop: Callable[[], bool] | None = None,
+                 **kwargs: Any) -> list[list[int]]:
+        def poll() -> bool:
+            if not self.started.is_set():
+                self.started.set()
+                assert self.go.wait(T)
+            return should_stop() if should_stop is not None else False
+
+        out = self.inner.generate(prompts, should_stop=poll, **kwargs)
+        self.events.append(f"call of {len(prompts)} returned")
+        return out
+
+
+def make_engine(backend: Any, path: Path, batch_size: int) -> Engine:
+    engine = Engine(backend, TranslationMemory(path), template=DEFAULT_TEMPLATE,
+                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=batch_size))
+    engine.start()
+    return engine
+
+
+def unbatched(backend: LocalBackend, path: Path, sources: list[str]) -> list[Translation]:
+    """Each source alone: batch size 1, one at a time, nothing else running."""
+    engine = make_engine(backend, path, batch_size=1)
+    try:
+        return [engine.submit(s).result(T) for s in sources]
+    finally:
+        engine.close()
+
+
+def test_an_editor_request_joins_the_running_batch_and_changes_no_output(backend, tiny_kit, tmp_path):
+    sources = [p.source for p in tiny_kit.pairs]
+    hover_source = min(sources, key=len)
+    job_sources = sorted((s for s in sources if s != hover_source), key=len, reverse=True)[:8]
+    held = HeldAtFirstStep(backend)
+    engine = make_engine(held, tmp_path / "joined.sqlite", batch_size=8)
+    job = engine.submit_many([Segment(s) for s in job_sources])
+    assert held.started.wait(T)  # the job's micro-batch is on the model
+    hover = engine.submit(hover_source, priority=Priority.INTERACTIVE)
+    hover.add_done_callback(lambda _: held.events.append("hover answered"))
+    held.go.set()
+    got_hover, got_job = hover.result(T), [f.result(T) for f in job]
+    engine.close()
+
+    expected = unbatched(backend, tmp_path / "alone.sqlite", [hover_source, *job_sources])
+    assert [got_hover, *got_job] == expected
+    assert all(t.origin == "model" for t in expected)
+    stats = engine.stats
+    assert stats["preempted"] == len(job_sources) and stats["joined"] == len(job_sources)
+    # The batch rows went on in the editor's call, which answered the editor the step its row ended.
+    assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered",
+                               f"call of {len(job_sources) + 1} returned"]
+
+
+def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(backend, tiny_kit, tmp_path):
+    sources = [p.source for p in tiny_kit.pairs]
+    variants = [f"{prefix}{s}" for prefix in ("", "ねえ、", "（小声で）") for s in sources]
+    job_sources, probes = variants[: len(variants) - 6], variants[len(variants) - 6 :]
+    engine = make_engine(backend, tmp_path / "busy.sqlite", batch_size=8)
+    job = engine.submit_many([Segment(s) for s in job_sources])
+    got_probes = [engine.submit(p, priority=Priority.INTERACTIVE).result(T) for p in probes]
+    got_job = [f.result(T) for f in job]
+    engine.close()
+    expected = unbatched(backend, tmp_path / "alone.sqlite", probes + job_sources)
+    assert got_probes + got_job == expected
