@@ -89,6 +89,9 @@ class DecodingSettings:
 class EngineSettings:
     batch_size: int = 32
     token_budget: int = 8192
+    # Intra-op CPU threads of the engine's worker thread (the one running the model); 0 = one per
+    # core. Other threads get one, so only one OpenMP team exists (engine/threads.py says why).
+    cpu_threads: int = 0
 
 
 @dataclass

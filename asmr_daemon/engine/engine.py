@@ -32,7 +32,6 @@ from asmr_daemon.engine.prompts import (
 )
 from asmr_daemon.engine.requests import Backend, Priority, Request, Translation
 from asmr_daemon.engine.state import COUNTERS, EngineState
-from asmr_daemon.engine.waiters import settle
 from asmr_daemon.engine.worker import Worker
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from asmr_daemon.config import DecodingSettings
+from asmr_daemon.engine import threads
 from asmr_daemon.engine.backends import retire
 from asmr_daemon.engine.checks import check_all
 from asmr_daemon.engine.requests import (
@@ -45,6 +47,10 @@ class Worker:
 
     def run(self) -> None:
         """Plan, run, apply, until the engine closes."""
+        if "torch" in sys.modules:  # a backend on torch (the remote one needs none)
+            count = threads.use_threads(self.state.settings.cpu_threads)
+            log.info("the model runs on %d CPU thread(s) ([engine] cpu_threads = %d)",
+                     count, self.state.settings.cpu_threads)
         while (step := self._next_plan()) is not None:
             plan, backend = step
             self._apply(plan, backend, self._run(plan, backend))
