@@ -150,9 +150,12 @@ class Worker:
                 self._fail(rows, outcome)
             return
         by_request = dict(zip(plan.requests, outcome))
-        cut = [r for r in rows if isinstance(by_request[r], Unfinished)]
-        for request in cut:
-            request.generated = request.generated + list(by_request[request])
+        cut = []
+        for request in rows:
+            output = by_request[request]
+            if isinstance(output, Unfinished):
+                request.generated = request.generated + list(output)
+                cut.append(request)
         self._requeue(cut, "preempted")
         for request in rows:
             output = by_request[request]
