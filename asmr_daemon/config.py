@@ -90,7 +90,7 @@ class EngineSettings:
     batch_size: int = 32
     token_budget: int = 8192
     # Intra-op CPU threads of the engine's worker thread (the one running the model); 0 = one per
-    # core. Other threads get one, so only one OpenMP team exists (engine/threads.py says why).
+    # core less one (engine/threads.py says why).
     cpu_threads: int = 0
 
 

@@ -1,15 +1,32 @@
-"""Engine benchmark: figures side by side with a baseline measured in the same run.
+"""Engine benchmark: the engine against the loops a user would write, measured in the same run.
 
-1. throughput: the engine (micro-batches) vs a naive loop calling ``generate`` one line at a time,
-   on the same distinct lines, the same model and the same generation caps (lines/s, ratio);
-2. translation memory: the same lines again, warm vs cold (ratio);
-3. interactive latency: p50/p95 of editor-style requests while a 500-line batch job runs vs idle.
+Contenders, same distinct lines, same model, same ``LocalBackend.generate``, same per-line limit
+(``max(min_new_tokens, ratio x source tokens)``):
 
-    .venv/bin/python benchmarks/engine.py                       # tiny demo model, CPU
+* naive loop: one ``generate`` call per line;
+* plain batched loop: batches of ``--batch-size`` lines in file order, one limit per batch (the
+  batch's largest), called from the main thread -- the ten lines a user would write;
+* sorted batched loop: the same, lines sorted by length first;
+* the engine: ``submit_many`` and wait (its worker thread, length-sorted micro-batches, each row
+  stopping at its own limit, retries of flagged outputs, the translation memory).
+
+Then the translation memory (the same lines again, warm vs cold) and editors: the latency of
+editor requests one after another on an idle engine and while a batch job runs, and the batch
+job's lines/s during that burst of probes against its lines/s alone.
+
+Each contender runs in a fresh process (loading the model there is not timed): two threads of one
+process that both ran the model would each keep an OpenMP team, and that slows both
+(``asmr_daemon/engine/threads.py``). Every figure is the median of ``--runs`` runs.
+
+    .venv/bin/python benchmarks/engine.py                  # tiny demo model, CPU
+    .venv/bin/python benchmarks/engine.py --mid-size       # random GLM, hidden 1024, 8 layers
     .venv/bin/python benchmarks/engine.py --base-model DIR --adapter DIR --device cuda
 
 With no model given it builds the tiny demo model (the one ``asmr-daemon demo`` uses) in a
 temporary directory first; that takes a minute on 2 CPU cores and is not part of any figure.
+``--mid-size`` builds random weights with the demo's tokenizer: its outputs are noise that the
+checks flag, so its runs set ``retry_repetition_penalty = 1.0`` (no retry) and every contender
+does the same work.
 """
 
 from __future__ import annotations
@@ -17,27 +34,39 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import multiprocessing
+import os
+import shutil
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import wait
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from asmr_daemon.commands.demo import build_demo_model
 from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings
 from asmr_daemon.demo import load_pairs
-from asmr_daemon.engine.backend import LocalBackend
-from asmr_daemon.engine.engine import Engine, Segment
-from asmr_daemon.engine.loading import load_model
-from asmr_daemon.engine.memory import TranslationMemory
-from asmr_daemon.engine.prompts import build_prompt
-from asmr_daemon.engine.requests import Priority
 
 # Variants make every benchmark line distinct, so neither the memory nor in-flight
 # de-duplication can help the engine: only batching can.
 PREFIXES = ("", "（囁き）", "（耳元で）", "（小声で）", "（優しく）", "ねえ、", "うん、", "あのね、")
 SUFFIXES = ("", "ね", "よ", "な", "……")
+WARMUP = 8  # lines run once before any timing (first-call set-up is not what we measure)
+
+
+@dataclass(frozen=True)
+class Setup:
+    base: Path
+    adapter: Path | None
+    device: str
+    decoding: DecodingSettings
+    engine: EngineSettings
+    lines: int
+    probes: int
+    job_lines: int
 
 
 def distinct_lines(count: int, offset: int = 0) -> list[str]:
@@ -49,27 +78,87 @@ def distinct_lines(count: int, offset: int = 0) -> list[str]:
     return lines
 
 
-def naive_loop(backend: LocalBackend, lines: list[str], decoding: DecodingSettings) -> float:
-    """Seconds for one ``generate`` call per line (no batching, no memory)."""
+def line_sets(setup: Setup) -> dict[str, list[str]]:
+    """Disjoint sets of lines, so no figure is helped by another's memory entries."""
+    sizes = {"lines": setup.lines, "idle_probes": setup.probes, "busy_probes": setup.probes,
+             "idle_job": setup.job_lines, "busy_job": setup.job_lines, "warmup": WARMUP}
+    offsets = itertools.accumulate(sizes.values(), initial=0)
+    return {name: distinct_lines(size, offset) for (name, size), offset in zip(sizes.items(), offsets)}
+
+
+# -- the contenders (each called in a fresh process) ---------------------------------------------
+
+
+def _backend(setup: Setup) -> Any:
+    from asmr_daemon.engine.backend import LocalBackend
+    from asmr_daemon.engine.loading import load_model
+
+    return LocalBackend(load_model(setup.base, setup.adapter, device=setup.device, progress=False))
+
+
+def _limit(backend: Any, line: str, decoding: DecodingSettings) -> int:
+    return max(decoding.min_new_tokens, math.ceil(decoding.max_new_tokens_ratio * len(backend.encode(line))))
+
+
+def loop_seconds(setup: Setup, kind: str) -> float:
+    """A user's loop on the main thread: ``naive`` (one line per call), ``plain`` (batches in file
+    order, one limit per batch) or ``sorted`` (the same after sorting the lines by length)."""
+    from asmr_daemon.engine.prompts import build_prompt
+
+    backend, sets = _backend(setup), line_sets(setup)
+    size = 1 if kind == "naive" else setup.engine.batch_size
+
+    def run(lines: list[str]) -> None:
+        prompts = [backend.encode(build_prompt(line, template=DEFAULT_TEMPLATE)) for line in lines]
+        limits = [_limit(backend, line, setup.decoding) for line in lines]
+        rows = sorted(zip(prompts, limits), key=lambda row: len(row[0])) if kind == "sorted" else list(zip(prompts, limits))
+        for start in range(0, len(rows), size):
+            batch = rows[start : start + size]
+            for ids in backend.generate([p for p, _ in batch], max_new_tokens=max(n for _, n in batch)):
+                backend.decode(ids)
+
+    run(sets["warmup"])
     start = time.perf_counter()
-    for line in lines:
-        limit = max(decoding.min_new_tokens, math.ceil(decoding.max_new_tokens_ratio * len(backend.encode(line))))
-        ids = backend.generate([backend.encode(build_prompt(line, template=DEFAULT_TEMPLATE))], max_new_tokens=[limit])
-        backend.decode(ids[0])
+    run(sets["lines"])
     return time.perf_counter() - start
 
 
-def run_job(engine: Engine, lines: list[str], priority: Priority = Priority.BATCH) -> float:
+def _engine(setup: Setup, root: Path, name: str) -> Any:
+    from asmr_daemon.engine.engine import Engine
+    from asmr_daemon.engine.memory import TranslationMemory
+
+    engine = Engine(_backend(setup), TranslationMemory(root / f"{name}.sqlite"), template=DEFAULT_TEMPLATE,
+                    decoding=setup.decoding, engine=setup.engine)
+    engine.start()
+    job_seconds(engine, line_sets(setup)["warmup"])  # on the worker thread, as in the daemon
+    return engine
+
+
+def job_seconds(engine: Any, lines: list[str]) -> float:
+    from asmr_daemon.engine.engine import Segment
+
     start = time.perf_counter()
-    futures = engine.submit_many([Segment(line) for line in lines], priority=priority)
+    futures = engine.submit_many([Segment(line) for line in lines])
     wait(futures)
     for future in futures:
         future.result()
     return time.perf_counter() - start
 
 
-def latencies(engine: Engine, probes: list[str]) -> list[float]:
-    """One interactive request at a time, as an editor hovering line after line."""
+def engine_seconds(setup: Setup) -> dict[str, float]:
+    """Cold (every line through the model) and warm (every line from the memory)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = _engine(setup, Path(tmp), "throughput")
+        lines = line_sets(setup)["lines"]
+        cold, warm = job_seconds(engine, lines), job_seconds(engine, lines)
+        engine.close()
+    return {"cold": cold, "warm": warm}
+
+
+def latencies(engine: Any, probes: list[str]) -> list[float]:
+    """One editor request at a time, as an editor hovering line after line."""
+    from asmr_daemon.engine.requests import Priority
+
     result = []
     for probe in probes:
         start = time.perf_counter()
@@ -78,69 +167,141 @@ def latencies(engine: Engine, probes: list[str]) -> list[float]:
     return result
 
 
+def editor_figures(setup: Setup) -> dict[str, Any]:
+    """Idle latencies and the job alone; then the same while a job runs (the probe burst)."""
+    from asmr_daemon.engine.engine import Segment
+    from asmr_daemon.engine.requests import Priority
+
+    sets = line_sets(setup)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = _engine(setup, Path(tmp), "latency")
+        idle = latencies(engine, sets["idle_probes"])
+        idle_rate = setup.job_lines / job_seconds(engine, sets["idle_job"])
+        finished: list[float] = []
+        job = engine.submit_many([Segment(line) for line in sets["busy_job"]], priority=Priority.BATCH)
+        for future in job:
+            future.add_done_callback(lambda _: finished.append(time.perf_counter()))
+        start = time.perf_counter()
+        busy = latencies(engine, sets["busy_probes"])
+        end = time.perf_counter()
+        done_in_burst = sum(1 for t in list(finished) if t <= end)
+        engine.close(wait=True)
+    return {"idle": idle, "busy": busy, "idle_rate": idle_rate, "burst_rate": done_in_burst / (end - start),
+            "open_after_burst": setup.job_lines - done_in_burst}
+
+
+def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+# -- models --------------------------------------------------------------------------------------
+
+
+def build_mid_model(out_dir: Path, tokenizer_dir: Path) -> Path:
+    """A random GLM (hidden 1024, 8 layers, ~90M parameters) with the demo's tokenizer: big enough
+    that intra-op threads matter, small enough for a 2-core machine."""
+    import sentencepiece as spm
+    import torch
+    from transformers import GlmForCausalLM
+
+    from asmr_daemon.engine.tokenizer import TOKENIZER_FILE
+    from asmr_daemon.tiny_model import tiny_glm_config
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tokenizer_dir / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    pieces = spm.SentencePieceProcessor(model_file=str(out_dir / TOKENIZER_FILE)).get_piece_size()
+    config = tiny_glm_config(pieces, hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
+                             num_key_value_heads=2, head_dim=64)
+    config.num_hidden_layers = 8
+    torch.manual_seed(0)
+    GlmForCausalLM(config).eval().save_pretrained(str(out_dir), safe_serialization=True)
+    return out_dir
+
+
+def models(args: argparse.Namespace, root: Path) -> tuple[Path, Path | None]:
+    if args.base_model is not None:
+        return args.base_model, args.adapter
+    from asmr_daemon.commands.demo import build_demo_model
+
+    print("building the tiny demo model (not timed)...", file=sys.stderr)
+    base, adapter = build_demo_model(root / "demo")
+    if not args.mid_size:
+        return base, adapter
+    print("building the mid-size random model (not timed)...", file=sys.stderr)
+    return build_mid_model(root / "mid", base), None
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
 def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20, method="inclusive")[18]
+
+
+def run_once(setup: Setup) -> dict[str, float]:
+    figures = {kind: setup.lines / in_fresh_process(loop_seconds, setup, kind)
+               for kind in ("naive", "plain", "sorted")}
+    seconds = in_fresh_process(engine_seconds, setup)
+    editors = in_fresh_process(editor_figures, setup)
+    figures.update(engine=setup.lines / seconds["cold"], cold=seconds["cold"], warm=seconds["warm"],
+                   idle_p50=statistics.median(editors["idle"]), busy_p50=statistics.median(editors["busy"]),
+                   idle_p95=p95(editors["idle"]), busy_p95=p95(editors["busy"]),
+                   idle_rate=editors["idle_rate"], burst_rate=editors["burst_rate"],
+                   open_after_burst=editors["open_after_burst"])
+    return figures
+
+
+def report(runs: list[dict[str, float]], setup: Setup) -> None:
+    m = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    each = {key: " / ".join(f"{run[key]:.4g}" for run in runs) for key in runs[0]}
+    print(f"model: {setup.base} + {setup.adapter}  device: {setup.device}  batch size: "
+          f"{setup.engine.batch_size}  cpu threads: {setup.engine.cpu_threads or os.cpu_count()}  "
+          f"runs: {len(runs)} (median, then each run)  load average: {os.getloadavg()[0]:.1f}")
+    rows = [
+        ("naive loop (lines/s)", m["naive"], each["naive"], m["engine"] / m["naive"]),
+        ("plain batched loop (lines/s)", m["plain"], each["plain"], m["engine"] / m["plain"]),
+        ("sorted batched loop (lines/s)", m["sorted"], each["sorted"], m["engine"] / m["sorted"]),
+        ("engine (lines/s)", m["engine"], each["engine"], 1.0),
+        ("memory warm vs cold (s)", m["warm"], each["warm"], m["cold"] / m["warm"]),
+        ("interactive p50 idle (ms)", m["idle_p50"] * 1e3, each["idle_p50"], None),
+        ("interactive p50 under job (ms)", m["busy_p50"] * 1e3, each["busy_p50"], m["busy_p50"] / m["idle_p50"]),
+        ("interactive p95 idle (ms)", m["idle_p95"] * 1e3, each["idle_p95"], None),
+        ("interactive p95 under job (ms)", m["busy_p95"] * 1e3, each["busy_p95"], m["busy_p95"] / m["idle_p95"]),
+        ("batch job alone (lines/s)", m["idle_rate"], each["idle_rate"], None),
+        ("batch job in probe burst (lines/s)", m["burst_rate"], each["burst_rate"], m["burst_rate"] / m["idle_rate"]),
+    ]
+    print(f"{'figure':<36} {'median':>9}  {'ratio':>7}  runs")
+    for name, value, runs_text, ratio in rows:
+        ratio_text = "" if ratio is None else f"x{ratio:.2f}"
+        print(f"{name:<36} {value:9.1f}  {ratio_text:>7}  {runs_text}")
+    print("ratios: engine / loop; warm speed-up; under job / idle; in burst / alone. "
+          f"Job lines still open after the burst: {each['open_after_burst']} of {setup.job_lines}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-model", type=Path)
     parser.add_argument("--adapter", type=Path)
+    parser.add_argument("--mid-size", action="store_true", help="a random GLM, hidden 1024, 8 layers")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    parser.add_argument("--lines", type=int, default=160, help="lines for the throughput runs")
-    parser.add_argument("--job-lines", type=int, default=500, help="batch job running during the latency probes")
-    parser.add_argument("--probes", type=int, default=20)
+    parser.add_argument("--lines", type=int, help="lines for the throughput runs (160; 64 with --mid-size)")
+    parser.add_argument("--job-lines", type=int, help="the batch job under the probes (400; 96 with --mid-size)")
+    parser.add_argument("--probes", type=int, help="editor requests in a burst (20; 8 with --mid-size)")
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=EngineSettings().batch_size)
+    parser.add_argument("--cpu-threads", type=int, default=EngineSettings().cpu_threads)
     args = parser.parse_args(argv)
-
-    decoding = DecodingSettings()
-    settings = EngineSettings(batch_size=args.batch_size)
+    mid = args.mid_size
+    decoding = replace(DecodingSettings(), retry_repetition_penalty=1.0) if mid else DecodingSettings()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        if args.base_model is None:
-            print("building the tiny demo model (not timed)...", file=sys.stderr)
-            base, adapter = build_demo_model(root)
-        else:
-            base, adapter = args.base_model, args.adapter
-        loaded = load_model(base, adapter, device=args.device, progress=False)
-        backend = LocalBackend(loaded)
-
-        def fresh_engine(name: str) -> Engine:
-            engine = Engine(backend, TranslationMemory(root / f"{name}.sqlite"), template=DEFAULT_TEMPLATE,
-                            decoding=decoding, engine=settings)
-            engine.start()
-            return engine
-
-        lines = distinct_lines(args.lines)
-        naive_s = naive_loop(backend, lines, decoding)
-        engine = fresh_engine("throughput")
-        cold_s = run_job(engine, lines)
-        warm_s = run_job(engine, lines)
-        engine.close()
-
-        probes_idle = distinct_lines(args.probes, offset=args.lines)
-        probes_busy = distinct_lines(args.probes, offset=args.lines + args.probes)
-        job = distinct_lines(args.job_lines, offset=args.lines + 2 * args.probes)
-        engine = fresh_engine("latency")
-        idle = latencies(engine, probes_idle)
-        job_futures = engine.submit_many([Segment(line) for line in job], priority=Priority.BATCH)
-        busy = latencies(engine, probes_busy)
-        job_open = sum(1 for f in job_futures if not f.done())
-        engine.close(wait=True)
-
-    n = len(lines)
-    rows = [
-        ("throughput (lines/s)", f"naive loop {n / naive_s:8.1f}", f"engine {n / cold_s:8.1f}", f"x{naive_s / cold_s:.1f}"),
-        ("memory (s for all lines)", f"cold {cold_s:8.3f}", f"warm {warm_s:8.4f}", f"x{cold_s / warm_s:.0f}"),
-        ("interactive p50 (ms)", f"idle {statistics.median(idle) * 1e3:8.1f}",
-         f"under job {statistics.median(busy) * 1e3:8.1f}", f"x{statistics.median(busy) / statistics.median(idle):.2f}"),
-        ("interactive p95 (ms)", f"idle {p95(idle) * 1e3:8.1f}", f"under job {p95(busy) * 1e3:8.1f}",
-         f"x{p95(busy) / p95(idle):.2f}"),
-    ]
-    print(f"model: {base} + {adapter}  device: {loaded.device}  batch size: {settings.batch_size}")
-    for row in rows:
-        print(f"{row[0]:<26} {row[1]:<22} {row[2]:<26} {row[3]}")
-    print(f"the batch job still had {job_open} of {len(job)} lines open when the last probe was answered")
+        base, adapter = models(args, Path(tmp))
+        setup = Setup(base, adapter, args.device, decoding,
+                      EngineSettings(batch_size=args.batch_size, cpu_threads=args.cpu_threads),
+                      lines=args.lines or (64 if mid else 160), probes=args.probes or (8 if mid else 20),
+                      job_lines=args.job_lines or (96 if mid else 400))
+        runs = [run_once(setup) for _ in range(args.runs)]
+    report(runs, setup)
     return 0
 
 

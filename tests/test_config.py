@@ -60,7 +60,7 @@ def test_paths_expand_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     ("text", "expected"),
     [
         ('[model]\ndevice = "gpu"\n', "config.toml: [model] device = 'gpu' is not allowed (use one of: auto, cpu, cuda)"),
-        ('[engine]\nbatchsize = 4\n', "config.toml: unknown key 'batchsize' in [engine] (allowed keys: batch_size, token_budget)"),
+        ('[engine]\nbatchsize = 4\n', "config.toml: unknown key 'batchsize' in [engine] (allowed keys: batch_size, token_budget, cpu_threads)"),
         ('[engin]\nbatch_size = 4\n', "config.toml: unknown section [engin]"),
         ('[engine]\nbatch_size = "many"\n', "config.toml: [engine] batch_size = 'many' is not an integer"),
         ('[output]\nbilingual = "maybe"\n', "config.toml: [output] bilingual = 'maybe' is not a boolean (use true or false)"),

@@ -166,7 +166,8 @@ class Worker:
         """Check one output: retry it once, or store it and answer its callers."""
         problem = check_all(request.source, output, glossary=request.glossary,
                             special_tokens=tuple(getattr(backend, "special_tokens", ())))
-        if problem and not request.retry:
+        # With a penalty of 1.0 the retry would decode the very same tokens: skip it.
+        if problem and not request.retry and self.decoding.retry_repetition_penalty != 1.0:
             request.retry, request.generated = True, []
             self._requeue([request], "retries")
             return

@@ -323,3 +323,33 @@ def test_an_editor_request_joins_the_batch_rows_it_stopped_and_nothing_is_lost(m
     # The three cut rows continued (prompt + their two tokens) instead of starting over.
     assert len(backend.partial) == 3
     assert engine.stats["rows"] == 8 + 1 + 3
+
+
+def test_no_retry_when_the_penalty_would_change_nothing(make_engine) -> None:
+    backend = FakeBackend({"あのね": "那个" * 12})
+    engine = make_engine(backend, start=True, retry_repetition_penalty=1.0)
+    assert engine.submit("あのね").result(T).problem == "repetition"
+    assert len(backend.calls) == 1 and engine.stats["retries"] == 0
+
+
+def test_the_worker_runs_the_model_on_the_configured_cpu_threads(memory, caplog) -> None:
+    import torch
+
+    from asmr_daemon.config import DecodingSettings, EngineSettings
+    from asmr_daemon.engine.engine import Engine
+
+    seen: list[int] = []
+
+    class Recording(FakeBackend):
+        def generate(self, prompts, **kwargs):
+            seen.append(torch.get_num_threads())
+            return super().generate(prompts, **kwargs)
+
+    engine = Engine(Recording(), memory, template="{source}", decoding=DecodingSettings(),
+                    engine=EngineSettings(cpu_threads=1))
+    with caplog.at_level(logging.INFO, logger="asmr_daemon.engine.worker"):
+        engine.start()
+        engine.submit("いち").result(T)
+    engine.close()
+    assert seen == [1]
+    assert "the model runs on 1 CPU thread(s) ([engine] cpu_threads = 1)" in caplog.text
