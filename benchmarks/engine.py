@@ -3,7 +3,7 @@
 Contenders, same distinct lines, same model, same ``LocalBackend.generate``, same per-line limit
 (``max(min_new_tokens, ratio x source tokens)``):
 
-* naive loop: one ``generate`` call per line;
+* naive loop (``--naive``): one ``generate`` call per line;
 * plain batched loop: batches of ``--batch-size`` lines in file order, one limit per batch (the
   batch's largest), called from the main thread -- the ten lines a user would write;
 * sorted batched loop: the same, lines sorted by length first;
@@ -67,6 +67,8 @@ class Setup:
     lines: int
     probes: int
     job_lines: int
+    loop_threads: int  # the loops' intra-op threads; 0 = torch's default, as a user's loop gets
+    naive: bool
 
 
 def distinct_lines(count: int, offset: int = 0) -> list[str]:
@@ -105,6 +107,10 @@ def loop_seconds(setup: Setup, kind: str) -> float:
     order, one limit per batch) or ``sorted`` (the same after sorting the lines by length)."""
     from asmr_daemon.engine.prompts import build_prompt
 
+    if setup.loop_threads:
+        import torch
+
+        torch.set_num_threads(setup.loop_threads)
     backend, sets = _backend(setup), line_sets(setup)
     size = 1 if kind == "naive" else setup.engine.batch_size
 
@@ -240,8 +246,8 @@ def p95(values: list[float]) -> float:
 
 
 def run_once(setup: Setup) -> dict[str, float]:
-    figures = {kind: setup.lines / in_fresh_process(loop_seconds, setup, kind)
-               for kind in ("naive", "plain", "sorted")}
+    kinds = ("naive", "plain", "sorted") if setup.naive else ("plain", "sorted")
+    figures = {kind: setup.lines / in_fresh_process(loop_seconds, setup, kind) for kind in kinds}
     seconds = in_fresh_process(engine_seconds, setup)
     editors = in_fresh_process(editor_figures, setup)
     figures.update(engine=setup.lines / seconds["cold"], cold=seconds["cold"], warm=seconds["warm"],
@@ -253,13 +259,16 @@ def run_once(setup: Setup) -> dict[str, float]:
 
 
 def report(runs: list[dict[str, float]], setup: Setup) -> None:
+    from asmr_daemon.engine.threads import default_threads
+
     m = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     each = {key: " / ".join(f"{run[key]:.4g}" for run in runs) for key in runs[0]}
-    print(f"model: {setup.base} + {setup.adapter}  device: {setup.device}  batch size: "
-          f"{setup.engine.batch_size}  cpu threads: {setup.engine.cpu_threads or os.cpu_count()}  "
-          f"runs: {len(runs)} (median, then each run)  load average: {os.getloadavg()[0]:.1f}")
-    rows = [
-        ("naive loop (lines/s)", m["naive"], each["naive"], m["engine"] / m["naive"]),
+    print(f"model: {setup.base} + {setup.adapter}  device: {setup.device}  batch size: {setup.engine.batch_size}")
+    print(f"CPU threads: engine {setup.engine.cpu_threads or default_threads()}, loops "
+          f"{setup.loop_threads or 'torch default'} ({os.cpu_count()} cores)  runs: {len(runs)} (median, "
+          f"then each run)  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    rows = [("naive loop (lines/s)", m["naive"], each["naive"], m["engine"] / m["naive"])] if setup.naive else []
+    rows += [
         ("plain batched loop (lines/s)", m["plain"], each["plain"], m["engine"] / m["plain"]),
         ("sorted batched loop (lines/s)", m["sorted"], each["sorted"], m["engine"] / m["sorted"]),
         ("engine (lines/s)", m["engine"], each["engine"], 1.0),
@@ -290,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probes", type=int, help="editor requests in a burst (20; 8 with --mid-size)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=EngineSettings().batch_size)
-    parser.add_argument("--cpu-threads", type=int, default=EngineSettings().cpu_threads)
+    parser.add_argument("--cpu-threads", type=int, default=EngineSettings().cpu_threads,
+                        help="the engine's [engine] cpu_threads (0: its default)")
+    parser.add_argument("--loop-threads", type=int, default=0, help="the loops' threads (0: torch's default)")
+    parser.add_argument("--naive", action="store_true", help="also time one generate call per line")
     args = parser.parse_args(argv)
     mid = args.mid_size
     decoding = replace(DecodingSettings(), retry_repetition_penalty=1.0) if mid else DecodingSettings()
@@ -299,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         setup = Setup(base, adapter, args.device, decoding,
                       EngineSettings(batch_size=args.batch_size, cpu_threads=args.cpu_threads),
                       lines=args.lines or (64 if mid else 160), probes=args.probes or (8 if mid else 20),
-                      job_lines=args.job_lines or (96 if mid else 400))
+                      job_lines=args.job_lines or (96 if mid else 400), loop_threads=args.loop_threads,
+                      naive=args.naive)
         runs = [run_once(setup) for _ in range(args.runs)]
     report(runs, setup)
     return 0

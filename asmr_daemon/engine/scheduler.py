@@ -12,9 +12,9 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
 * a micro-batch holds requests of one backend identity and one decoding (first pass or retry)
   only: after an adapter switch, requests submitted before it still run on the old adapter, and
   a retry runs with the repetition penalty;
-* an editor request joins the batch rows it stopped: rows cut short (``requeue`` with tokens so
-  far) go into the interactive plan and continue in the same call, so the batch job advances
-  while the editor waits;
+* batch rows join an editor's plan up to the call's limits: first the rows its arrival cut short
+  (``requeue`` with their tokens so far; they continue in the same call), then the oldest, so
+  the batch job advances while an editor sends request after request;
 * a request whose micro-batch raised runs ``alone``, so one bad row fails only itself;
 * identical work is done once: ``add`` returns the request already waiting or running with the
   same key, and the engine attaches its caller to that one.
@@ -145,14 +145,28 @@ class Scheduler:
             window = queue[: max(1, max_batch) * max(1, self.window_factor)]
             window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
             chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)
-            # Lower-priority rows an editor request cut short continue in the same call.
-            chosen += sorted(r for r in ready if r.priority > priority and r.generated)
+            chosen += _joiners(chosen, [r for r in ready if r.priority > priority], max_batch, token_budget)
         for request in chosen:
             request.status = RequestStatus.RUNNING
             del self._waiting[request.key]
             self._running[request.key] = request
         longest = max(r.num_tokens for r in chosen)
         return BatchPlan(tuple(chosen), priority, longest * len(chosen))
+
+
+def _joiners(chosen: list[Request], lower: list[Request], max_batch: int, token_budget: int) -> list[Request]:
+    """Batch rows that go on in an editor's call, up to the call's limits: first those it cut short
+    (they continue after their tokens so far), then the oldest. Left alone, a batch job would not
+    advance while an editor sends request after request."""
+    joined: list[Request] = []
+    longest = max(r.num_tokens for r in chosen)
+    for row in sorted(lower, key=lambda r: (not r.generated, r.arrival, r.request_id)):
+        rows = len(chosen) + len(joined) + 1
+        if rows > max_batch or rows * max(longest, row.num_tokens) > token_budget:
+            break
+        joined.append(row)
+        longest = max(longest, row.num_tokens)
+    return joined
 
 
 def _chunks(rows: list[Request], max_batch: int, token_budget: int) -> Iterator[list[Request]]:

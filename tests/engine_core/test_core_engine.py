@@ -35,12 +35,15 @@ def test_interactive_requests_jump_ahead_of_the_remaining_batch(make_engine) -> 
     for f in editor + batch_futures:
         f.result(T)
     assert len(backend.calls[0].sources) == 16
-    assert set(backend.calls[1].sources) == set(interactive)  # served in the very next step
+    # Served in the very next step, which the oldest batch rows fill up.
+    assert set(backend.calls[1].sources[:2]) == set(interactive)
+    assert backend.calls[1].sources[2:] == tuple(batch[16:30])
     assert sorted(backend.rows) == sorted(batch + interactive)  # everything exactly once
     assert all(len(c.sources) <= 16 for c in backend.calls)
     assert editor[0].result().text == fake_translate(interactive[0])
     assert backend.threads == {"asmr-engine"}  # tokenizer and model only on the worker
-    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 6
+    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 5
+    assert engine.stats["joined"] == 14
 
 
 def test_batches_are_length_sorted(make_engine) -> None:

@@ -34,10 +34,11 @@ def test_interactive_before_batch_even_when_later() -> None:
         s.add(req(k))
     s.add(req("x", priority=Priority.INTERACTIVE))
     s.add(req("y", priority=Priority.INTERACTIVE))
-    plan = s.plan(max_batch=8, token_budget=10_000)
-    assert keys(plan) == ["x", "y"] and plan.priority is Priority.INTERACTIVE
-    assert keys(s.plan(8, 10_000)) == ["a", "b", "c"]
-    assert s.plan(8, 10_000) is None
+    plan = s.plan(max_batch=4, token_budget=10_000)
+    # Editor rows first; the oldest batch rows fill the call up and advance meanwhile.
+    assert keys(plan) == ["x", "y", "a", "b"] and plan.priority is Priority.INTERACTIVE
+    assert keys(s.plan(4, 10_000)) == ["c"]
+    assert s.plan(4, 10_000) is None
 
 
 def test_length_sorted_within_the_batch() -> None:
@@ -101,10 +102,10 @@ def test_interactive_duplicate_upgrades_waiting_batch_request() -> None:
     for k in "abc":
         s.add(req(k))
     s.add(req("b", priority=Priority.INTERACTIVE))
-    assert keys(s.plan(8, 1000)) == ["b"]
+    assert keys(s.plan(1, 1000)) == ["b"]
     batch_dup = req("a", priority=Priority.BATCH)
     s.add(batch_dup)
-    assert keys(s.plan(8, 1000)) == ["a", "c"]
+    assert s.plan(8, 1000).priority is Priority.BATCH  # a batch duplicate upgrades nothing
 
 
 def test_abort_drops_a_waiting_request_once() -> None:
@@ -147,11 +148,15 @@ def test_rows_an_editor_cut_short_join_its_plan() -> None:
     for r in cut:
         r.generated = [7, 7]
     s.requeue(cut)
-    s.add(req("fresh"))  # a batch row that never ran does not join
+    s.add(req("fresh"))
+    s.add(req("later"))
     s.add(req("hover", priority=Priority.INTERACTIVE))
-    plan = s.plan(8, 1000)
-    assert keys(plan) == ["hover", "b", "c", "d"] and plan.priority is Priority.INTERACTIVE
-    assert keys(s.plan(8, 1000)) == ["fresh"]
+    plan = s.plan(5, 1000)  # the cut rows first, then the oldest fresh one, up to 5 rows
+    assert keys(plan) == ["hover", "b", "c", "d", "fresh"] and plan.priority is Priority.INTERACTIVE
+    assert keys(s.plan(5, 1000)) == ["later"]
+    s.add(req("wide", prompt=100))
+    s.add(req("hover2", priority=Priority.INTERACTIVE))
+    assert keys(s.plan(5, 100)) == ["hover2"]  # joining would break the token budget
 
 
 def test_retries_and_isolated_rows_run_apart() -> None:
