@@ -20,6 +20,7 @@ from asmr_daemon.errors import AsmrError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the daemon: watch the inbox, serve editors, keep the model loaded"),
     "translate": ("translate", "translate script files once (uses the running daemon when reachable)"),
+    "inspect": ("inspect_files", "show how files are read and what would reach the model (no model needed)"),
     "lsp": ("lsp", "stdio language server for editors that spawn a command (bridges to the daemon)"),
     "convert": ("convert", "convert a ChatGLM2 checkpoint/adapter to the native format once"),
     "train": ("train", "fine-tune a LoRA adapter on translation pairs"),

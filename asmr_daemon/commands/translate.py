@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="script files (.txt, .srt, .vtt, .lrc)")
+    parser.add_argument("files", nargs="+", metavar="FILE", type=Path, help="script files (.txt .srt .vtt .lrc .ass .docx .pdf)")
     parser.add_argument("-o", "--output-dir", metavar="DIR", type=Path,
                         help="where to write NAME.zh.EXT (default: next to each input)")
     parser.add_argument("--bilingual", action="store_true", default=None,

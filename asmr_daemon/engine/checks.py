@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 from asmr_daemon.engine.glossary import check_glossary_used
 from asmr_daemon.engine.prompts import GlossaryEntry
+from asmr_daemon.scripts.kana import LONG_MARKS, is_full_kana, is_kana
 
 SPECIAL_MARKERS: tuple[str, ...] = (
     "[gMASK]", "[sMASK]", "[MASK]", "[Round", "问：", "答：",
@@ -37,18 +38,7 @@ SPECIAL_MARKERS: tuple[str, ...] = (
 )
 _WORD_TOKENS = re.compile(r"(?<![A-Za-z])(?:sop|eop)(?![A-Za-z])|<\|[^|<>]{0,40}\|>")
 
-_SMALL_KANA = set("ぁぃぅぇぉっゃゅょゎゕゖァィゥェォッャュョヮヵヶㇰㇱㇲㇳㇴㇵㇶㇷㇸㇹㇺㇻㇼㇽㇾㇿｧｨｩｪｫｬｭｮｯ")
 _FILLER = set("ーｰ～〜")
-
-
-def _is_kana(ch: str) -> bool:
-    code = ord(ch)
-    return (0x3041 <= code <= 0x3096 or 0x30A1 <= code <= 0x30FA or code == 0x30FC
-            or 0x31F0 <= code <= 0x31FF or 0xFF66 <= code <= 0xFF9D)
-
-
-def _is_full_kana(ch: str) -> bool:
-    return _is_kana(ch) and ch not in _SMALL_KANA and ch not in _FILLER
 
 
 def _is_letter(ch: str) -> bool:
@@ -58,8 +48,8 @@ def _is_letter(ch: str) -> bool:
 def leftover_kana(output: str) -> bool:
     full = run = longest = 0
     for ch in output:
-        if _is_kana(ch):
-            if _is_full_kana(ch):
+        if is_kana(ch) or ch in LONG_MARKS:  # ー does not end a run of kana
+            if is_full_kana(ch):
                 full += 1
                 run += 1
                 longest = max(longest, run)

@@ -7,15 +7,10 @@ kana; nearly every Japanese dialogue line has some, which is what tells them apa
 
 from __future__ import annotations
 
-import re
-
+from asmr_daemon.scripts.kana import has_kana
 from asmr_daemon.scripts.model import Document, Line, LineKind
 
-_KANA_RE = re.compile(r"[\u3041-\u3096\u309d-\u309f\u30a1-\u30fa\u30fd-\u30ff\uff66-\uff9d]")
-
-
-def has_kana(text: str) -> bool:
-    return _KANA_RE.search(text) is not None
+__all__ = ["bilingual_pairs", "has_kana", "is_source_line", "is_translation_line", "unpaired_sources"]
 
 
 def is_translation_line(doc: Document, index: int) -> bool:

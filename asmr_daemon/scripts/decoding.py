@@ -2,16 +2,23 @@
 
 Order of evidence, strongest first:
 
-1. A BOM (UTF-8, UTF-16 LE/BE) decides outright.
+1. A BOM (UTF-8, UTF-16 LE/BE) decides outright. A UTF-32 BOM (whose LE form starts with the
+   UTF-16 LE one) is recognised first and refused for what it is: no editor writes scripts in
+   UTF-32, and reading it as UTF-16 would be garbage.
 2. NUL bytes without a UTF-16 BOM, or many control bytes, mean a binary file: refuse it rather
    than "translate" mojibake.
-3. Strict UTF-8: random Shift_JIS/EUC-JP bytes almost never form valid UTF-8, so success is
+3. ISO-2022-JP (7-bit JIS: old scripts, mail) announces itself with escape sequences
+   (``ESC $ B``...); such bytes are also valid ASCII/UTF-8, so it is tried first.
+4. Strict UTF-8: random Shift_JIS/EUC-JP bytes almost never form valid UTF-8, so success is
    conclusive.
-4. CP932 (Windows Shift_JIS) and EUC-JP, each strictly. Many byte strings are valid in both
+5. CP932 (Windows Shift_JIS) and EUC-JP, each strictly. Many byte strings are valid in both
    (EUC-JP hiragana bytes read as CP932 half-width katakana, for instance), so when both decode
    we keep the one whose text looks more like Japanese (``plausibility``). Ties go to CP932,
    the more common of the two in the wild. Known blind spot: a CP932 file written only in
    half-width katakana can read as EUC-JP kanji; scripts are written in full-width kana.
+6. Japanese text has kana. Legacy bytes that read as kanji without any kana are another
+   language's encoding (GB2312/GBK and Big5 Chinese, EUC-KR Korean, which share byte ranges
+   with EUC-JP and Shift_JIS): refused, saying which one it looks like, never misread.
 
 No chardet: it is slow on long files, guesses among encodings we never see, and the rule above
 is exact for the ones we do.
@@ -31,13 +38,16 @@ _CONTROL_BYTES = bytes(b for b in range(0x20) if b not in (0x09, 0x0A, 0x0C, 0x0
 _ALLOWED_CONTROL_CHARS = frozenset("\t\n\x0c\r\x1a\x1b")
 _MAX_CONTROL_RATIO = 0.05
 
+_UTF32_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE"))
+_ISO2022_ESCAPES = (b"\x1b$B", b"\x1b$@", b"\x1b(J", b"\x1b(I", b"\x1b$(D", b"\x1b$(O", b"\x1b$(Q")
+_ISO2022_CODECS = ("iso2022_jp", "iso2022_jp_ext", "iso2022_jp_2004")
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF8, "utf-8-sig"),
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _LEGACY = ("cp932", "euc_jp")
-_TRIED = "UTF-8, UTF-16 with BOM, Shift_JIS/CP932, EUC-JP"
+_TRIED = "UTF-8, UTF-16 with BOM, Shift_JIS/CP932, EUC-JP, ISO-2022-JP"
 _HINT_UTF8 = "save it as UTF-8"
 
 
@@ -76,6 +86,10 @@ def decode_bytes(data: bytes, *, source_name: str) -> Decoded:
 
 
 def _decode(data: bytes, source_name: str) -> tuple[str, str, bool]:
+    for mark, name in _UTF32_BOMS:
+        if data.startswith(mark):
+            raise EncodingError(f"{source_name}: the file is {name} (it starts with the {name} byte order mark); "
+                                f"scripts are read as {_TRIED}", _HINT_UTF8)
     for mark, codec in _BOMS:
         if data.startswith(mark):
             if codec == "utf-8-sig" and b"\x00" in data:
@@ -92,11 +106,22 @@ def _decode(data: bytes, source_name: str) -> tuple[str, str, bool]:
                 ) from None
 
     if b"\x00" in data:
+        for codec in ("utf-16-le", "utf-16-be"):
+            text = _strict(data, codec)
+            if text is not None and sum(ch.isprintable() or ch in "\t\r\n" for ch in text) > 0.95 * len(text):
+                raise EncodingError(f"{source_name}: looks like {codec.upper()} text without a byte order mark",
+                                    _HINT_UTF8)
         raise _binary(source_name)
     controls = len(data) - len(data.translate(None, _CONTROL_BYTES))
     if controls > _MAX_CONTROL_RATIO * len(data):
         raise _binary(source_name)
 
+    if any(escape in data for escape in _ISO2022_ESCAPES):
+        for codec in _ISO2022_CODECS:
+            try:
+                return data.decode(codec), codec, False
+            except UnicodeDecodeError:
+                continue
     try:
         return data.decode("utf-8"), "utf-8", False
     except UnicodeDecodeError as exc:
@@ -110,6 +135,7 @@ def _decode(data: bytes, source_name: str) -> tuple[str, str, bool]:
             continue
         candidates.append((plausibility(text), codec, text))
     if not candidates:
+        _refuse_other_language(data, None, source_name)
         raise EncodingError(
             f"{source_name}: the text is not in a supported encoding (tried {_TRIED}; "
             f"first invalid UTF-8 byte at offset {utf8_offset})",
@@ -117,13 +143,21 @@ def _decode(data: bytes, source_name: str) -> tuple[str, str, bool]:
         )
     # Stable max keeps CP932 (listed first) on a tie.
     best = max(candidates, key=lambda cand: cand[0])
+    _refuse_other_language(data, best[2], source_name)
     return best[2], best[1], False
+
+
+def _refuse_other_language(data: bytes, text: str | None, source_name: str) -> None:
+    if (other := not_japanese(data, text)) is not None:
+        why = "it has no Japanese reading" if text is None else "read as Japanese it has kanji but no kana"
+        raise EncodingError(f"{source_name}: this looks like {other}, not Japanese: {why}",
+                            "only Japanese scripts are translated; if it is Japanese, save it as UTF-8")
 
 
 def _binary(source_name: str) -> BinaryFileError:
     return BinaryFileError(
         f"{source_name}: looks like a binary file, not a text script",
-        "scripts must be plain text (.txt, .srt, .vtt or .lrc)",
+        "scripts must be text (.txt, .srt, .vtt, .lrc, .ass) or a .docx / .pdf document",
     )
 
 
@@ -163,3 +197,50 @@ def _is_jis_level1(ch: str) -> bool:
     except UnicodeEncodeError:
         return False
     return len(encoded) == 2 and 0xB0 <= encoded[0] <= 0xCF
+
+
+_MIN_CJK = 8  # below this there is too little text to tell
+
+
+def not_japanese(data: bytes, text: str | None) -> str | None:
+    """What language/encoding ``data`` looks like when it is not Japanese: its best Japanese
+    reading ``text`` has kanji or half-width katakana but (almost) no kana -- Japanese prose
+    always has kana -- or it has no Japanese reading at all (``text`` None). None when it may
+    well be Japanese, or looks like nothing we know."""
+    if text is not None:
+        han = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff" or "\uff61" <= ch <= "\uff9f")
+        kana = sum(1 for ch in text if "\u3041" <= ch <= "\u30ff")
+        if han < _MIN_CJK or kana * 50 > han:
+            return None
+    for codec, name, script in _OTHERS:
+        decoded = _strict(data, codec)
+        if decoded is None:
+            continue
+        wide = [ch for ch in decoded if ord(ch) > 0x7F]
+        if len(wide) >= _MIN_CJK and sum(1 for ch in wide if script(ch)) >= 0.9 * len(wide):
+            return name
+    return None
+
+
+def _is_hangul(ch: str) -> bool:
+    return "\uac00" <= ch <= "\ud7a3"
+
+
+def _is_hanzi(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3000" <= ch <= "\u303f" or "\uff01" <= ch <= "\uff5e"
+
+
+# Korean first: Chinese read as EUC-KR gives hanja among the hangul, Korean text nearly none.
+_OTHERS = (
+    ("euc_kr", "Korean (EUC-KR)", _is_hangul),
+    ("gb2312", "Chinese (GB2312)", _is_hanzi),
+    ("big5", "Chinese (Big5)", _is_hanzi),
+    ("gb18030", "Chinese (GBK/GB18030)", _is_hanzi),
+)
+
+
+def _strict(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        return None

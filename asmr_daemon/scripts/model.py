@@ -21,10 +21,15 @@ class LineKind(enum.Enum):
 class Line:
     """One physical line of a script.
 
-    For TEXT lines ``prefix + body + suffix == raw``: the prefix holds what must survive
-    translation untouched (indentation, lrc timestamp tags), the suffix trailing whitespace.
-    ``segments`` are the sentences of ``body`` (``"".join(segments) == body``).
-    VERBATIM lines have an empty body and no segments; ``raw`` is written back as is.
+    For TEXT lines ``body`` is exactly the words the model gets; the prefix holds what must
+    survive translation untouched before them (indentation, an ASS line's fields, lrc timestamp
+    tags, markup that leads or wraps the text), the suffix what follows them (closing tags,
+    trailing whitespace). A translated line is ``prefix + translation + suffix``. When the line
+    had no markup inside its words, ``prefix + body + suffix == raw``; otherwise the inner
+    markup is listed in ``dropped`` (it cannot survive a translation). ``segments`` are the
+    sentences of ``body`` (``"".join(segments) == body``). VERBATIM lines have an empty body and
+    no segments; ``raw`` is written back as is. ``reason`` says why a line is what it is
+    (``"words"``, ``"timing"``, ``"sound"``...), for ``inspect``.
     """
 
     index: int
@@ -34,6 +39,8 @@ class Line:
     body: str = ""
     suffix: str = ""
     segments: tuple[str, ...] = ()
+    reason: str = ""
+    dropped: tuple[str, ...] = ()
 
     @property
     def is_text(self) -> bool:
@@ -60,7 +67,9 @@ class Document:
 
     ``encoding``/``bom`` describe the source bytes (``"utf-8"`` for text that never was bytes,
     e.g. an editor buffer); ``newline`` is the dominant line ending; ``final_newline`` says
-    whether the text ended with one, so rendering reproduces the file exactly.
+    whether the text ended with one, so rendering reproduces the file exactly. ``line_endings``
+    holds each line's own ending when the text mixed several (a file with CR, LF and CRLF is
+    written back with each line's own), else it is empty and ``newline`` ends every line.
     """
 
     lines: list[Line]
@@ -71,6 +80,7 @@ class Document:
     source_name: str = "<text>"
     final_newline: bool = True
     repairs: list[Repair] = field(default_factory=list)
+    line_endings: tuple[str, ...] = ()
 
     @property
     def text_lines(self) -> list[Line]:

@@ -1,13 +1,14 @@
-"""Path -> Document: the size limit, decoding and format detection in one call."""
+"""Path -> Document: the size limit, decoding (or document extraction) and format detection."""
 
 from __future__ import annotations
 
 import stat
 from pathlib import Path
 
-from asmr_daemon.errors import FileTooLargeError, InputCode, InputError
+from asmr_daemon.errors import EmptyFileError, FileTooLargeError, InputCode, InputError
 from asmr_daemon.scripts.decoding import decode_bytes
-from asmr_daemon.scripts.formats import format_for_path, parse_text
+from asmr_daemon.scripts.documents import read_document
+from asmr_daemon.scripts.formats import DOCUMENT_FORMATS, format_for_path, parse_text
 from asmr_daemon.scripts.model import Document
 from asmr_daemon.scripts.segment import Segmenter
 
@@ -36,12 +37,19 @@ def read_script(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES, segmenter: Se
         )
     if st.st_size > max_bytes:
         raise _too_large(name, st.st_size, max_bytes)
+    fmt = format_for_path(path)
+    if fmt in DOCUMENT_FORMATS:
+        text = read_document(path, fmt)
+        if not text.strip():
+            raise EmptyFileError(f"{name}: the document has no text", "put the script text in the document")
+        return parse_text(text, fmt, source_name=name, segmenter=segmenter)
     with path.open("rb") as handle:
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise _too_large(name, len(data), max_bytes)
     decoded = decode_bytes(data, source_name=name)
-    doc = parse_text(decoded.text, format_for_path(path), source_name=name, segmenter=segmenter)
+    doc = parse_text(decoded.text, fmt, source_name=name, segmenter=segmenter)
     doc.encoding = decoded.encoding
     doc.bom = decoded.bom
     return doc
+

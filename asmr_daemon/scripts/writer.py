@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from asmr_daemon.errors import EncodingError
-from asmr_daemon.scripts.formats import render
+from asmr_daemon.scripts.formats import DOCUMENT_FORMATS, render
 from asmr_daemon.scripts.model import Document
 
 _NEWLINES = {"lf": "\n", "crlf": "\r\n"}
@@ -26,11 +26,15 @@ _NEWLINE_RE = re.compile(r"\r\n|\r|\n")
 
 
 def output_name(name: str) -> str:
-    """``"a.txt"`` -> ``"a.zh.txt"``, ``"noext"`` -> ``"noext.zh"`` (the outbox naming contract)."""
+    """The outbox naming contract, in one place: ``"a.txt"`` -> ``"a.zh.txt"``, ``"noext"`` ->
+    ``"noext.zh"``; documents become text: ``"a.docx"`` / ``"a.pdf"`` -> ``"a.zh.txt"``."""
     dot = name.rfind(".")
     if dot <= 0:  # no extension, or a dotfile like ".script"
         return f"{name}.zh"
-    return f"{name[:dot]}.zh{name[dot:]}"
+    ext = name[dot:]
+    if ext[1:].lower() in DOCUMENT_FORMATS:
+        ext = ".txt"
+    return f"{name[:dot]}.zh{ext}"
 
 
 def atomic_write_bytes(dest: Path, data: bytes) -> None:
@@ -107,8 +111,9 @@ def encode_translation(
     with EncodingError when e.g. Chinese does not fit CP932) or any Python codec name.
     ``newline``: ``"original"``, ``"lf"`` or ``"crlf"``.
     """
+    nl: str | None
     if newline == "original":
-        nl = doc.newline
+        nl = None  # each line's own ending
     elif newline in _NEWLINES:
         nl = _NEWLINES[newline]
     else:

@@ -23,6 +23,7 @@ VARIANTS = {
     "dialogue.utf16be.txt": ("utf-16-be", True, "\n"),
     "dialogue.sjis.txt": ("cp932", False, "\n"),
     "dialogue.eucjp.txt": ("euc_jp", False, "\n"),
+    "dialogue.iso2022jp.txt": ("iso2022_jp", False, "\n"),
     "dialogue.crlf.txt": ("utf-8", False, "\r\n"),
 }
 
@@ -142,3 +143,53 @@ def test_directory_is_not_a_script(tmp_path: Path) -> None:
     with pytest.raises(Exception) as info:
         read_script(tmp_path)
     assert getattr(info.value, "code", None) is InputCode.NOT_REGULAR
+
+
+def test_iso_2022_jp_is_read_not_taken_for_ascii(fixtures: Path, tmp_path: Path) -> None:
+    from asmr_daemon.scripts import write_translation
+
+    doc = read_script(fixtures / "dialogue.iso2022jp.txt")
+    assert doc.encoding == "iso2022_jp"
+    assert doc.lines[0].raw == (fixtures / "dialogue.txt").read_text(encoding="utf-8").split("\n")[0]
+    dest = write_translation(doc, {2: "訳文"}, tmp_path / "out.txt", encoding="original")
+    assert dest.read_bytes().decode("iso2022_jp").split("\n")[2] == "訳文"
+    with pytest.raises(EncodingError, match="cannot write '欢' .* in the encoding iso2022_jp"):
+        write_translation(doc, {2: "欢迎回来"}, tmp_path / "out.txt", encoding="original")
+
+
+@pytest.mark.parametrize(("bom", "name"), [(codecs.BOM_UTF32_LE, "UTF-32 LE"), (codecs.BOM_UTF32_BE, "UTF-32 BE")])
+def test_utf32_is_refused_as_utf32_not_read_as_utf16(bom: bytes, name: str) -> None:
+    codec = "utf-32-le" if name.endswith("LE") else "utf-32-be"
+    with pytest.raises(EncodingError) as info:
+        decode_bytes(bom + "おはよう\n".encode(codec), source_name="a.srt")
+    assert info.value.code is InputCode.ENCODING
+    assert info.value.message.startswith(f"a.srt: the file is {name} (it starts with the {name} byte order mark)")
+    assert info.value.hint == "save it as UTF-8"
+
+
+CHINESE = "今天的天气很好，我们一起去公园散步吧。晚上回家以后再看电影。"
+KOREAN = "오늘은 날씨가 좋네요. 같이 공원에 산책하러 가요. 저녁에는 영화를 봐요."
+
+
+@pytest.mark.parametrize(
+    ("text", "codec", "looks_like"),
+    [(CHINESE, "gb2312", "Chinese (GB2312)"), ("今天的天氣很好，我們一起去公園散步吧。晚上回家以後再看電影。", "big5",
+                                               "Chinese (Big5)"), (KOREAN, "euc_kr", "Korean (EUC-KR)")],
+)
+def test_other_languages_are_refused_saying_what_they_look_like(text: str, codec: str, looks_like: str) -> None:
+    with pytest.raises(EncodingError) as info:
+        decode_bytes(text.encode(codec), source_name="a.srt")
+    assert info.value.message.startswith(f"a.srt: this looks like {looks_like}, not Japanese: ")
+    assert info.value.hint == "only Japanese scripts are translated; if it is Japanese, save it as UTF-8"
+
+
+def test_kanji_heavy_japanese_is_still_japanese() -> None:
+    text = "第一章　東京都内某所。夜十時過ぎ、雨が降っている。主人公は駅前で待っている。"
+    for codec in ("cp932", "euc_jp"):
+        assert decode_bytes(text.encode(codec), source_name="a.txt").text == text
+
+
+def test_utf16_without_bom_is_named() -> None:
+    with pytest.raises(EncodingError) as info:
+        decode_bytes("おはよう、お兄ちゃん\n".encode("utf-16-le"), source_name="a.txt")
+    assert info.value.message == "a.txt: looks like UTF-16-LE text without a byte order mark"

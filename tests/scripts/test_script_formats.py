@@ -23,6 +23,7 @@ ROUND_TRIP = [
     "dialogue.utf16be.txt",
     "dialogue.sjis.txt",
     "dialogue.eucjp.txt",
+    "dialogue.iso2022jp.txt",
     "dialogue.crlf.txt",
     "sample.srt",
     "sample.vtt",
@@ -106,7 +107,7 @@ def test_lrc_structure(fixtures: Path) -> None:
         ("1\n00:61:00,000 --> 00:62:00,000\nはい\n", 2, "00:61:00,000 --> 00:62:00,000"),
         ("1\nこんにちは\n", 2, "こんにちは"),
         ("1\n00:00:01,000 --> 00:00:02,000\nはい\n\n2\n\n", 6, ""),
-        ("こんにちは\n1\n", 1, "こんにちは"),
+        ("こんにちは\n1\n", 3, ""),
     ],
 )
 def test_srt_malformed(text: str, lineno: int, bad: str) -> None:
@@ -131,8 +132,8 @@ def test_srt_without_numbers_and_with_paragraph_break_is_accepted() -> None:
         ("WEBVTTX\n", 1),
         ("WEBVTT\n\n00:00:01,000 --> 00:00:02.000\nこんにちは\n", 3),
         ("WEBVTT\n\n00:00:01.000 --> 00:00:61.000\nこんにちは\n", 3),
-        ("WEBVTT\n\nintro\nこんにちは\n", 4),
-        ("WEBVTT\n\nintro\n\n", 4),
+        ("WEBVTT\n\nintro\nこんにちは\n", 3),  # nothing but a block without timing: nothing usable
+        ("WEBVTT\n\nintro\n\n", 3),
     ],
 )
 def test_vtt_malformed(text: str, lineno: int) -> None:
@@ -156,10 +157,13 @@ def test_final_newline_and_empty_lines() -> None:
         assert render(parse_text(text, "txt"), {}) == text
 
 
-def test_mixed_newlines_take_the_dominant_style() -> None:
-    doc = parse_text("一行目\r\n二行目\r\n三行目\n", "txt")
-    assert doc.newline == "\r\n"
-    assert render(doc, {}) == "一行目\r\n二行目\r\n三行目\r\n"
+def test_mixed_newlines_keep_each_lines_own() -> None:
+    text = "一行目\r\n二行目\r\n三行目\n四行目\r五行目"
+    doc = parse_text(text, "txt")
+    assert doc.newline == "\r\n"  # the dominant style, for writers asked to normalise
+    assert render(doc, {}) == text
+    assert render(doc, {1: "第二行"}) == "一行目\r\n第二行\r\n三行目\n四行目\r五行目"
+    assert render(doc, {}, newline="\n") == "一行目\n二行目\n三行目\n四行目\n五行目"
 
 
 def test_only_cr_lf_split_lines() -> None:
@@ -178,4 +182,4 @@ def test_format_for_path(name: str, fmt: str) -> None:
 
 def test_unknown_format() -> None:
     with pytest.raises(ValueError, match="unknown script format"):
-        parse_text("x", "docx")
+        parse_text("x", "rtf")
