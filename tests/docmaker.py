@@ -44,8 +44,8 @@ def make_pdf(path: Path, lines: list[str], *, vertical: bool = False, text_layer
     ops = []
     for n, line in enumerate(lines if text_layer else []):
         hex_codes = "".join(f"{code[ch]:04X}" for ch in line)
-        x, y = (500 - 40 * n, 780) if vertical else (50, 780 - 40 * n)
-        ops.append(f"BT /F1 24 Tf 1 0 0 1 {x} {y} Tm <{hex_codes}> Tj ET")
+        x, y = (500 - 30 * n, 780) if vertical else (40, 800 - 24 * n)
+        ops.append(f"BT /F1 12 Tf 1 0 0 1 {x} {y} Tm <{hex_codes}> Tj ET")
     content = "\n".join(ops or ["q Q"]).encode("ascii")
     cmap = _cmap(chars or [" "])
     objects = [

@@ -12,7 +12,7 @@ from asmr_daemon.cli import SUBCOMMANDS
 
 def test_the_designed_subcommands_exist() -> None:
     assert set(SUBCOMMANDS) >= {"serve", "translate", "lsp", "convert", "train", "status", "doctor",
-                                "install-service", "demo"}
+                                "install-service", "demo", "inspect"}
 
 
 @pytest.mark.parametrize("command", list(SUBCOMMANDS))
