@@ -30,6 +30,8 @@ def test_translate_prints_repairs_and_keeps_structure(tiny_kit: Kit, tmp_path: P
     out = (tmp_path / "out" / "cues.zh.srt").read_text(encoding="utf-8")
     assert out == f"1\n{timings[0]}\n{zh[0]}\n\n2\n{timings[1]}\n{zh[1]}\n3\n{timings[2]}\n{zh[2]}\n"
     stderr = " ".join(result.stderr.split())
-    assert "cues.srt: line 2: timing-nonstandard:" in stderr
-    assert "cues.srt: line 8: cue-not-closed: no blank line before this cue number; read as a new cue" in stderr
-    assert "cues.srt: line 9: timing-nonstandard:" in stderr
+    assert "3 lines to review" in stderr
+    assert "line 2: timing not written HH:MM:SS,mmm --> HH:MM:SS,mmm; read as players do, kept as written " \
+           "(timing-nonstandard)" in stderr
+    assert "line 8: no blank line before this cue number; read as a new cue (cue-not-closed)" in stderr
+    assert "line 9: timing not written" in stderr
