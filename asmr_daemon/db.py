@@ -23,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from asmr_daemon.private import private_file
+
 log = logging.getLogger(__name__)
 
 Migration = tuple[str, str]  # (name, SQL script; statements separated by ";")
@@ -54,6 +56,8 @@ def connect(path: Path, *, timeout: float = 30.0, synchronous: str = "NORMAL") -
     """Open (creating 0600) ``path`` in WAL and autocommit mode."""
     if not path.exists():
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        private_file(path.with_name(name))
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         conn.execute("PRAGMA journal_mode=WAL")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import Settings
 from asmr_daemon.errors import ConfigError
+from asmr_daemon.private import private_dir
 
 if TYPE_CHECKING:  # torch-heavy imports stay lazy so the CLI starts fast
     from asmr_daemon.engine.engine import Engine
@@ -66,7 +67,7 @@ def build_engine(settings: Settings, *, progress: bool = True) -> Runtime:
         backend, loaded = _remote_backend(settings)
     else:
         backend, loaded = _local_backend(settings, progress=progress)
-    settings.paths.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.paths.state_dir)
     memory = TranslationMemory(settings.paths.state_dir / MEMORY_FILE)
     engine = Engine(backend, memory, template=settings.prompt.template,
                     decoding=settings.decoding, engine=settings.engine)

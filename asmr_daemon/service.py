@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from asmr_daemon import sdnotify
 from asmr_daemon.config import Settings
 from asmr_daemon.errors import AsmrError, ConfigError
+from asmr_daemon.private import private_dir
 from asmr_daemon.watch.filters import InboxFilter
 from asmr_daemon.watch.jobs import JobStore, display_name
 from asmr_daemon.watch.moves import lstat_signature
@@ -99,7 +100,7 @@ class StateLock:
     race for the same jobs). The kernel drops it when the process dies, even by kill -9."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         self.path = state_dir / LOCK_FILE
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -224,8 +225,8 @@ class Daemon:
         """Take the state dir, recover the queue, start the worker, the watcher and the services."""
         if self._lock is None:
             self._lock = StateLock(self.state_dir)
-        for folder in (self.folders.inbox, self.folders.outbox):
-            folder.mkdir(parents=True, exist_ok=True)
+        self.folders.inbox.mkdir(parents=True, exist_ok=True)
+        private_dir(self.folders.outbox, tighten=False)
         self.store = JobStore(self.state_dir / JOBS_FILE)
         requeued, crashed = self.store.recover(self.max_attempts)
         if requeued or crashed:

@@ -5,7 +5,8 @@
 * One connection per thread (sqlite3 connections must not be shared between threads
   without care); every public write is one transaction.
 * Numbered migrations, recorded in ``migrations`` and applied by the constructor inside
-  ``BEGIN IMMEDIATE``, so two processes opening a fresh file do not both migrate it.
+  ``BEGIN IMMEDIATE``, so two processes opening a fresh file do not both migrate it (``db.py``,
+  shared with the job queue).
 * Rows are content-addressed: ``translation_key`` hashes everything that decides the
   model's output (see its docstring). Corrections are keyed by source and context only:
   a human correction wins over any model's output, whatever adapter is loaded.
@@ -17,6 +18,7 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -25,12 +27,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from asmr_daemon import db as sqlite_db
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Translation
+from asmr_daemon.private import private_dir
 
+log = logging.getLogger(__name__)
 _WHITESPACE = re.compile(r"\s+")
 
-MIGRATIONS: tuple[tuple[str, str], ...] = (
+MIGRATIONS: tuple[sqlite_db.Migration, ...] = (
     ("create translations and corrections", """
         CREATE TABLE translations (
             key      TEXT PRIMARY KEY,
@@ -103,58 +108,48 @@ def _now() -> str:
 
 
 class TranslationMemory:
+    """The memory. A damaged file is set aside at start (``memory.sqlite.corrupt-DATE``, see
+    ``db.open_database``) and a new one started; a read that fails later (a bad page) is a cache
+    miss and a failed write of a model output is logged: the memory only saves work, it must
+    never fail a file."""
+
     def __init__(self, path: Path, *, timeout: float = 10.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._timeout = timeout
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._migrate()
+        self._reported: set[str] = set()
+        conn, self.set_aside = sqlite_db.open_database(self.path, MIGRATIONS, what="translation memory",
+                                                       timeout=timeout)
+        self._adopt(conn)
 
-    # -- connections and migrations ---------------------------------------------------------
+    # -- connections and failures -----------------------------------------------------------
+
+    def _adopt(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        self._local.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per write.
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+            conn = self._adopt(sqlite_db.connect(self.path, timeout=self._timeout))
         return conn
 
-    def _migrate(self) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("CREATE TABLE IF NOT EXISTS migrations "
-                         "(id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)")
-            done = {row[0] for row in conn.execute("SELECT id FROM migrations")}
-            for number, (name, sql) in enumerate(MIGRATIONS, start=1):
-                if number in done:
-                    continue
-                for statement in filter(str.strip, sql.split(";")):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
-                             (number, name, _now()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    def _failed(self, what: str, exc: sqlite3.Error) -> None:
+        """Log a read or write that failed, once per kind of error (not once per line)."""
+        key = f"{what}: {exc}"
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning("translation memory %s: a %s failed (%s); %s", self.path, what, exc,
+                        "treated as not cached" if what == "read" else "the translation is not kept")
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_db.transaction(self._conn()) as conn:
             conn.execute(sql, params)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def journal_mode(self) -> str:
         return self._conn().execute("PRAGMA journal_mode").fetchone()[0]
@@ -173,15 +168,22 @@ class TranslationMemory:
     # -- translations ---------------------------------------------------------------------
 
     def get(self, key: str) -> Translation | None:
-        row = self._conn().execute(
-            "SELECT source, text, problem FROM translations WHERE key = ?", (key,)).fetchone()
+        try:
+            row = self._conn().execute(
+                "SELECT source, text, problem FROM translations WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._failed("read", exc)
+            return None
         if row is None:
             return None
         return Translation(source=row[0], text=row[1], problem=row[2], origin="memory")
 
     def put(self, key: str, *, source: str, text: str, problem: str | None, identity: str) -> None:
-        self._write("INSERT OR REPLACE INTO translations (key, source, text, problem, identity, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", (key, source, text, problem, identity, _now()))
+        try:
+            self._write("INSERT OR REPLACE INTO translations (key, source, text, problem, identity, created) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (key, source, text, problem, identity, _now()))
+        except sqlite3.DatabaseError as exc:  # full disk, bad page: the translation itself is fine
+            self._failed("write", exc)
 
     def accepted(self) -> list[tuple[str, str]]:
         """Model outputs that passed the checks, oldest first (training-data export)."""
@@ -196,9 +198,13 @@ class TranslationMemory:
                     "VALUES (?, ?, ?, ?)", (normalize(source), context_key, target, _now()))
 
     def correction_for(self, source: str, context_key: str = "") -> str | None:
-        row = self._conn().execute(
-            "SELECT target FROM corrections WHERE source = ? AND context_key = ?",
-            (normalize(source), context_key)).fetchone()
+        try:
+            row = self._conn().execute(
+                "SELECT target FROM corrections WHERE source = ? AND context_key = ?",
+                (normalize(source), context_key)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            self._failed("read", exc)
+            return None
         return None if row is None else row[0]
 
     def corrections(self) -> list[tuple[str, str]]:

@@ -37,22 +37,22 @@ def output_name(name: str) -> str:
     return f"{name[:dot]}.zh{ext}"
 
 
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
-    """Replace ``dest`` with ``data`` atomically; creates parent directories.
+def atomic_write_bytes(dest: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``dest`` with ``data`` atomically; creates parent directories (0700).
 
-    The temp file is ``.NAME.tmp-XXXXXXXX`` (``.asmr.tmp-XXXXXXXX`` for a long name) next to ``dest`` and is removed on any failure,
-    leaving ``dest`` as it was. Created with mode 0o666 minus the umask, like a normal file
-    (``mkstemp`` would make it 0o600).
+    The temp file is ``.NAME.tmp-XXXXXXXX`` (``.asmr.tmp-XXXXXXXX`` for a long name) next to
+    ``dest`` and is removed on any failure, leaving ``dest`` as it was. Private by default (0600,
+    DESIGN §11): outputs, reports and state files are the user's alone unless configured otherwise.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     while True:
         token = secrets.token_hex(4)
         tmp = dest.parent / f".{dest.name}.tmp-{token}"
         if len(os.fsencode(tmp.name)) > 255:  # a long name: the temp name must still fit NAME_MAX
             tmp = dest.parent / f".asmr.tmp-{token}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
         except FileExistsError:
             continue
         break

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asmr_daemon import db as sqlite_db
+from asmr_daemon.private import private_dir
 
 
 class JobState(enum.StrEnum):
@@ -112,7 +113,7 @@ class JobStore:
         self.path = path
         self._clock = clock
         self._lock = threading.RLock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         # synchronous=FULL: a committed step survives power loss. A damaged file is set aside
         # (``set_aside`` says where) and the daemon rescans the inbox into the new queue.
         self._db, self.set_aside = sqlite_db.open_database(path, MIGRATIONS, what="job queue",

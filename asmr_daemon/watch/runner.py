@@ -206,7 +206,7 @@ class JobRunner:
     def _write_output(self, job: Job, source: Source, final: Path) -> InputError | None:
         """Translate into the staging file and rename it into place; the file's own problem is
         returned (its message naming the inbox path), anything else raised."""
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Hidden, short, job-specific name: never mistaken for a finished output, ignored by sync
         # tools, and within NAME_MAX whatever the script is called.
         staged = final.with_name(f".asmr-job{job.id}.partial")

@@ -94,3 +94,67 @@ def test_corrections_and_exports(memory: TranslationMemory) -> None:
     assert memory.corrections() == [("すき", "我喜欢"), ("すき", "最喜欢了")]
     assert memory.accepted() == [("はい", "是")]
     assert memory.stats() == {"translations": 2, "flagged": 1, "corrections": 2}
+
+
+def _filled(path: Path, rows: int = 3000) -> None:
+    memory = TranslationMemory(path)
+    for i in range(rows):
+        memory.put(f"k{i}", source=f"原文{i}" * 5, text=f"译文{i}" * 5, problem=None, identity="x")
+    memory.close()
+    import sqlite3
+
+    db = sqlite3.connect(path)  # fold the WAL into the file, so the damage below hits real pages
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def _damage_pages(path: Path) -> None:
+    """Overwrite pages in the middle of the file (the header stays: SQLite still opens it)."""
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:
+        for offset in range(size // 3, size - 4096, 4096 * 3):
+            handle.seek(offset)
+            handle.write(b"\xa5" * 4096)
+
+
+def test_a_damaged_memory_is_set_aside_and_a_new_one_started(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "memory.sqlite"
+    _filled(path)
+    _damage_pages(path)
+    memory = TranslationMemory(path)
+    try:
+        assert memory.set_aside is not None and memory.set_aside.name.startswith("memory.sqlite.corrupt-")
+        assert memory.set_aside.exists() and memory.stats()["translations"] == 0
+        memory.put("k", source="はい", text="是", problem=None, identity="x")
+        assert memory.get("k") is not None
+    finally:
+        memory.close()
+    assert "is damaged" in caplog.text and memory.set_aside.name in caplog.text
+
+
+def test_garbage_instead_of_a_memory_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite"
+    path.write_bytes(b"this is not a database\n" * 100)
+    memory = TranslationMemory(path)
+    assert memory.set_aside is not None and memory.set_aside.read_bytes().startswith(b"this is not")
+    assert memory.applied_migrations() == [1]
+    memory.close()
+
+
+def test_a_bad_page_found_while_running_is_a_cache_miss(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "memory.sqlite"
+    _filled(path)
+    memory = TranslationMemory(path)  # sound at start
+    _damage_pages(path)
+    results: list[object] = []
+
+    def lookups() -> None:  # a fresh thread: a fresh connection that reads the damaged pages
+        results.extend(memory.get(f"k{i}") for i in range(0, 3000, 50))
+        memory.put("new", source="はい", text="是", problem=None, identity="x")
+
+    thread = threading.Thread(target=lookups)
+    thread.start()
+    thread.join()
+    memory.close()
+    assert len(results) == 60 and None in results  # misses, no exception
+    assert caplog.text.count("a read failed") == 1  # reported once, not once per line

@@ -164,7 +164,9 @@ def test_atomic_write_creates_parents_and_replaces(tmp_path: Path) -> None:
     atomic_write_bytes(dest, b"two")
     assert dest.read_bytes() == b"two"
     assert _dir_listing(dest.parent) == ["state.json"]
-    assert dest.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert dest.stat().st_mode & 0o777 == 0o600  # private by default (DESIGN §11)
+    atomic_write_bytes(tmp_path / "shared.txt", b"x", mode=0o640)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o640 & ~_umask()
 
 
 def test_temp_file_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
