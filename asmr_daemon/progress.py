@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import Progress, ProgressColumn, TaskID
 from rich.text import Text
 
-PLAIN_EVERY_SECONDS = 10.0
+PLAIN_EVERY_SECONDS = 5.0
 
 
 def duration(seconds: float) -> str:
@@ -114,38 +114,36 @@ def make_progress(console: Console, *columns: str | ProgressColumn, transient: b
 
 class StatusProgress:
     """``progress(done, total)`` for the daemon's file in flight: kept in the status record
-    (``progress``: file, done, total, started) for ``status``, at most every ``every`` seconds."""
+    (``progress``: done, total, started; the file is the record's ``current``) for ``status``,
+    at most every ``every`` seconds."""
 
-    def __init__(self, status: Any, file: str, every: float = 1.0) -> None:
+    def __init__(self, status: Any, every: float = 1.0) -> None:
         self.status = status
-        self.file = file
         self.every = every
         self.started = time.time()
-        self._last = 0.0
+        self._last: float | None = None
 
     def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if done < total and now - self._last < self.every:
+        if done < total and self._last is not None and now - self._last < self.every:
             return
         self._last = now
-        self.status.update(progress={"file": self.file, "done": done, "total": total, "started": self.started})
+        self.status.update(progress={"done": done, "total": total, "started": self.started})
 
     def clear(self) -> None:
         self.status.update(progress=None)
 
 
-def describe_progress(progress: Any, now: float | None = None) -> str | None:
+def describe_progress(current: str, progress: Any, now: float | None = None) -> str:
     """``script.txt: 12/48 lines (25%), about 0:40 left`` from a status record's ``progress``."""
-    if not isinstance(progress, dict):
-        return None
     try:
         done, total = int(progress["done"]), int(progress["total"])
         elapsed = (time.time() if now is None else now) - float(progress["started"])
     except (KeyError, TypeError, ValueError):
-        return None
+        return f"{current}: starting"
     percent = 100 * done / total if total else 100
-    text = f"{progress.get('file', '?')}: {done}/{total} lines ({percent:.0f}%)"
+    text = f"{current}: {done}/{total} lines ({percent:.0f}%)"
     left = eta_seconds(done, total, elapsed)
-    if left is None:
-        return text + ", estimating the time left"
-    return text + (f", about {duration(left)} left" if done < total else ", finishing")
+    if done >= total:
+        return text + ", writing the output"
+    return text + (", estimating the time left" if left is None else f", about {duration(left)} left")

@@ -66,10 +66,22 @@ class _JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
+def is_journal(stream: Any) -> bool:
+    """True when ``stream`` is the journal: systemd sets ``$JOURNAL_STREAM`` to the device and
+    inode of the stream it connected, so an inherited variable alone (a child whose stderr is a
+    pipe or a file) does not count."""
+    try:
+        device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
 def setup_logging(verbose: bool = False, stream=None) -> None:
-    """Plain ``logging`` to stderr: a rich handler on a terminal; on a pipe or the journal plain
-    lines without colours or timestamps (journald adds its own), with syslog priorities when
-    systemd connected stderr to the journal (``$JOURNAL_STREAM``)."""
+    """Plain ``logging`` to stderr: a rich handler on a terminal (with the time); on a pipe or in a
+    file plain lines with a timestamp; in the journal plain lines without one (journald adds its
+    own) but with syslog priorities."""
     stream = stream or sys.stderr
     level = logging.DEBUG if verbose or os.environ.get("ASMR_DEBUG") else logging.INFO
     root = logging.getLogger()
@@ -85,7 +97,8 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
     else:
         handler = logging.StreamHandler(stream)
         fmt = "%(levelname)s %(name)s: %(message)s"
-        handler.setFormatter(_JournalFormatter(fmt) if os.environ.get("JOURNAL_STREAM") else logging.Formatter(fmt))
+        handler.setFormatter(_JournalFormatter(fmt) if is_journal(stream)
+                             else logging.Formatter("%(asctime)s " + fmt, "%Y-%m-%d %H:%M:%S"))
     setattr(handler, "_asmr", True)  # marks our handler, so a second call replaces it
     root.addHandler(handler)
     root.setLevel(level)

@@ -6,7 +6,6 @@ Imports of the engine stay inside the function: importing this module must not p
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ def translate_file(engine: Engine, src: Path, dest: Path, settings: Settings, *,
                               bilingual=settings.output.bilingual, encoding=settings.output.encoding,
                               newline=settings.output.newline, dest_name=dest.name)
     flags = flags_for(doc, results)
-    text = report(Path(os.path.abspath(src)), flags)
+    text = report(src.name, flags)  # the name: in the watch folder `src` is a private link to the inbox file
     if staged:
         review = publish_review(dest, text)  # first: the caller records the staged file once it exists
         atomic_write_bytes(dest, data)

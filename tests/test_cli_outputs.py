@@ -87,7 +87,7 @@ def test_flagged_lines_are_printed_and_written_to_a_review_report(tiny_kit: Kit,
            "    line 26: glossary term お兄ちゃん not used (source kept)\n" in result.stderr
     kept = "the translation failed the checks twice, so the Japanese source was kept"
     assert review.read_text(encoding="utf-8") == (
-        f"2 lines to review in the translation of {script}\n"
+        "2 lines to review in the translation of script.txt\n"
         "Line numbers are the script's. Correct these lines in the translation next to this report:\n"
         "asmr-daemon never overwrites a file you changed (translating the script again writes a new copy beside it).\n"
         "\n"

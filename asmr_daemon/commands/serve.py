@@ -78,9 +78,14 @@ def run(args: argparse.Namespace) -> int:
             current = {"settings": settings}
 
             def translate(src: Path, staged: Path) -> None:
+                from asmr_daemon.progress import StatusProgress
                 from asmr_daemon.translate_file import translate_file
 
-                translate_file(engine, src, staged, current["settings"], staged=True)
+                progress = StatusProgress(status)  # lines done/total of the file in flight, for `status`
+                try:
+                    translate_file(engine, src, staged, current["settings"], staged=True, progress=progress)
+                finally:
+                    progress.clear()
 
             def use_adapter(adapter_dir: Path) -> str:
                 """Hot switch (CLI, editors, SIGHUP): the base stays loaded; status shows the new adapter."""

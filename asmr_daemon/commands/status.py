@@ -17,6 +17,9 @@ STALE_AFTER_SECONDS = 20.0
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir (default: from the settings)")
+    parser.add_argument("--watch", action="store_true", help="keep showing the status, updated live (Ctrl-C ends it)")
+    parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
+                        help="how often --watch updates (default: 1)")
 
 
 def pid_alive(pid: Any) -> bool:
@@ -88,19 +91,77 @@ def review_rows(outbox: Path, limit: int = 5) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from asmr_daemon.config import load_settings
-    from asmr_daemon.service import JOBS_FILE, STATUS_FILE, StatusFile
-    from asmr_daemon.watch.jobs import Job, read_only_counts
 
     settings = load_settings(Path(args.config) if args.config else None,
                              {("paths", "state_dir"): getattr(args, "state_dir", None)})
     state_dir = Path(os.path.abspath(settings.paths.state_dir))
-    record = StatusFile.read(state_dir / STATUS_FILE)
-    running, line = daemon_state(record)
     console = Console()
+    if not getattr(args, "watch", False):
+        console.print(view(settings, state_dir))
+        return 0
+    return watch(console, lambda: view(settings, state_dir), max(0.1, args.interval))
 
+
+def watch(console: Any, render: Any, interval: float) -> int:
+    """``status --watch``: a live view on a terminal (rich Live), a fresh snapshot every ``interval``
+    seconds elsewhere; Ctrl-C ends it."""
+    from rich.live import Live
+
+    try:
+        if console.is_terminal:
+            with Live(render(), console=console, auto_refresh=False, transient=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(render(), refresh=True)
+        while True:
+            console.print(f"--- {datetime.datetime.now():%Y-%m-%d %H:%M:%S}", markup=False, highlight=False)
+            console.print(render())
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+def view(settings: Any, state_dir: Path) -> Any:
+    """Everything ``status`` shows, as one renderable (read fresh from the state dir)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    from asmr_daemon.service import JOBS_FILE, STATUS_FILE, StatusFile
+    from asmr_daemon.watch.jobs import Job, read_only_counts
+
+    record = StatusFile.read(state_dir / STATUS_FILE)
+    table = _daemon_table(settings, record)
+    table.add_row("state dir", str(state_dir))
+    queue = read_only_counts(state_dir / JOBS_FILE)
+    if queue is None:
+        table.add_row("jobs", "none yet")
+        failures: list[Job] = []
+    else:
+        counts, failures = queue
+        table.add_row("jobs", ", ".join(f"{counts[k]} {k}" for k in ("queued", "running", "done", "failed")))
+    outbox = Path(os.path.abspath(Path(str((record or {}).get("outbox") or settings.paths.outbox)).expanduser()))
+    reviews = review_rows(outbox)
+    table.add_row("to review", reviews[0])
+    parts: list[Any] = [table, *(Text(line) for line in reviews[1:])]
+    if failures:
+        failed = Table(title="recent failures", title_justify="left")
+        for column in ("when", "file", "code", "detail"):
+            failed.add_column(column, overflow="fold")
+        for job in failures:
+            failed.add_row(_when(job.finished), job.source, job.error_code or "", job.error_detail or "")
+        parts.append(failed)
+    return Group(*parts)
+
+
+def _daemon_table(settings: Any, record: dict[str, Any] | None) -> Any:
+    from rich.table import Table
+
+    from asmr_daemon.progress import describe_progress
+
+    running, line = daemon_state(record)
     table = Table(title="asmr-daemon", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -117,31 +178,10 @@ def run(args: argparse.Namespace) -> int:
         table.add_row("process memory", _gib(record.get("rss_bytes")))
         table.add_row("inbox", str(record.get("inbox", settings.paths.inbox)))
         table.add_row("outbox", str(record.get("outbox", settings.paths.outbox)))
-        if record.get("current"):
-            table.add_row("translating", str(record["current"]))
+        if record.get("current") and running:
+            table.add_row("translating", describe_progress(str(record["current"]), record.get("progress")))
     server = _generation_server(settings, record)
     if server is not None:
         ok, detail = server
         table.add_row("generation server", f"[green]{detail}[/]" if ok else f"[red]unreachable: {detail}[/]")
-    table.add_row("state dir", str(state_dir))
-    queue = read_only_counts(state_dir / JOBS_FILE)
-    if queue is None:
-        table.add_row("jobs", "none yet")
-        failures: list[Job] = []
-    else:
-        counts, failures = queue
-        table.add_row("jobs", ", ".join(f"{counts[k]} {k}" for k in ("queued", "running", "done", "failed")))
-    outbox = Path(os.path.abspath(Path(str((record or {}).get("outbox") or settings.paths.outbox)).expanduser()))
-    reviews = review_rows(outbox)
-    table.add_row("to review", reviews[0])
-    console.print(table)
-    for line in reviews[1:]:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if failures:
-        failed = Table(title="recent failures", title_justify="left")
-        for column in ("when", "file", "code", "detail"):
-            failed.add_column(column, overflow="fold")
-        for job in failures:
-            failed.add_row(_when(job.finished), job.source, job.error_code or "", job.error_detail or "")
-        console.print(failed)
-    return 0
+    return table

@@ -141,6 +141,7 @@ async def _translate_whole(ls: AsmrLanguageServer, buffer: ParsedBuffer, layout:
     finally:
         progress.release()
     progress.end(f"{len(shown)} lines translated")
+    ls.refresh_diagnostics(buffer.uri)  # the flagged lines are known now
     return await _apply(ls, buffer, layout, shown, name)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lsprotocol import types
 
@@ -50,3 +51,32 @@ def to_diagnostics(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> li
 def publish_params(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> types.PublishDiagnosticsParams:
     return types.PublishDiagnosticsParams(uri=buffer.uri, version=buffer.version,
                                           diagnostics=to_diagnostics(buffer, flags, encoding))
+
+
+# Typing fires a didChange per key: wait this long for the next one before looking up the lines.
+DELAY_SECONDS = 0.2
+
+
+async def publish_later(ls: Any, uri: str, delay: float = DELAY_SECONDS) -> None:
+    """Publish the buffer's diagnostics after ``delay`` (a newer call cancels this one). Nothing is
+    sent when the buffer changed meanwhile (its own refresh follows) or does not parse."""
+    import asyncio
+
+    from asmr_daemon.errors import InputError
+
+    await asyncio.sleep(delay)
+    try:
+        buffer = await ls.buffer(uri)
+    except (InputError, ValueError):  # mid-edit subtitle file, or closed meanwhile
+        return
+    flags = await asyncio.get_running_loop().run_in_executor(
+        None, buffer_flags, buffer, ls.translator, ls.path_of(buffer))
+    current = ls.workspace.text_documents.get(unquote(uri))
+    if current is None or current.version != buffer.version:
+        return
+    ls.text_document_publish_diagnostics(publish_params(buffer, flags, ls.encoding))
+
+
+def clear(ls: Any, uri: str) -> None:
+    """A closed document has no diagnostics (the editor keeps the last ones otherwise)."""
+    ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))

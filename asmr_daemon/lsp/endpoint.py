@@ -29,7 +29,7 @@ from pygls.io_ import run_async
 
 from asmr_daemon.config import Settings, default_runtime_dir
 from asmr_daemon.errors import AsmrError, ConfigError
-from asmr_daemon.lsp.translate import GlossaryFor, Translator, _no_glossary
+from asmr_daemon.lsp.translate import GlossaryFor, Translator
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
@@ -82,7 +82,7 @@ class LspEndpoint:
         token: str | None = None,
         use_adapter: Callable[[Path], str] | None = None,
     ) -> None:
-        self.translator = Translator(engine, settings, glossary_for or _no_glossary, use_adapter)
+        self.translator = Translator(engine, settings, glossary_for, use_adapter)  # None: the scripts' glossaries
         self.socket_path = Path(socket_path) if socket_path else default_socket_path()
         tcp = settings.lsp.tcp if tcp is None else tcp
         self.tcp = parse_tcp(tcp) if tcp else None

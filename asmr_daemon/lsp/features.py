@@ -11,7 +11,7 @@ from typing import Any
 
 from lsprotocol import types
 
-from asmr_daemon.lsp import convert
+from asmr_daemon.lsp import convert, diagnostics
 from asmr_daemon.lsp.session import AsmrLanguageServer
 
 
@@ -26,8 +26,17 @@ class Feature:
     empty: Any = None
 
 
+def did_open(ls: AsmrLanguageServer, params: types.DidOpenTextDocumentParams) -> None:
+    ls.refresh_diagnostics(params.text_document.uri)
+
+
+def did_change(ls: AsmrLanguageServer, params: types.DidChangeTextDocumentParams) -> None:
+    ls.refresh_diagnostics(params.text_document.uri)
+
+
 def did_close(ls: AsmrLanguageServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.forget(params.text_document.uri)
+    diagnostics.clear(ls, params.text_document.uri)
 
 
 async def hover(ls: AsmrLanguageServer, params: types.HoverParams) -> types.Hover | None:
@@ -122,6 +131,8 @@ async def did_save(ls: AsmrLanguageServer, params: types.DidSaveTextDocumentPara
 
 
 FEATURES: tuple[Feature, ...] = (
+    Feature(types.TEXT_DOCUMENT_DID_OPEN, did_open),
+    Feature(types.TEXT_DOCUMENT_DID_CHANGE, did_change),
     Feature(types.TEXT_DOCUMENT_DID_CLOSE, did_close),
     Feature(types.TEXT_DOCUMENT_HOVER, hover),
     Feature(types.TEXT_DOCUMENT_INLAY_HINT, inlay_hints, types.InlayHintOptions(resolve_provider=False), empty=[]),

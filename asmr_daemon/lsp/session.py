@@ -35,6 +35,7 @@ class AsmrLanguageServer(LanguageServer):
         self._parsed: dict[str, ParsedBuffer] = {}
         self._prefetching: dict[tuple[str, int, str], Future] = {}
         self._background: set[asyncio.Future] = set()
+        self._diagnosing: dict[str, asyncio.Future] = {}
 
     # -- buffers ---------------------------------------------------------------------------
 
@@ -63,6 +64,19 @@ class AsmrLanguageServer(LanguageServer):
 
     def forget(self, uri: str) -> None:
         self._parsed.pop(uri, None)
+        if (pending := self._diagnosing.pop(uri, None)) is not None:
+            pending.cancel()
+
+    def refresh_diagnostics(self, uri: str) -> None:
+        """Publish the buffer's flagged lines (``diagnostics``) soon; a newer call supersedes this one."""
+        from asmr_daemon.lsp.diagnostics import publish_later
+
+        if (pending := self._diagnosing.pop(uri, None)) is not None:
+            pending.cancel()
+        task = asyncio.ensure_future(publish_later(self, uri))
+        self._diagnosing[uri] = task
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def path_of(self, buffer: ParsedBuffer) -> Path | None:
         return Path(convert.uri_path(buffer.uri)) if buffer.uri.startswith("file:") else None
@@ -73,7 +87,10 @@ class AsmrLanguageServer(LanguageServer):
         """The translation of one line: from memory, else from the model (interactive)."""
         if (shown := self.translator.cached(buffer.doc, index, self.path_of(buffer))) is not None:
             return shown
-        return await asyncio.wrap_future(self.translator.line(buffer.doc, index, self.path_of(buffer)))
+        translated: Shown = await asyncio.wrap_future(self.translator.line(buffer.doc, index, self.path_of(buffer)))
+        if translated.problems:
+            self.refresh_diagnostics(buffer.uri)
+        return translated
 
     async def translations(self, buffer: ParsedBuffer, indices: list[int]) -> dict[int, Shown]:
         results = await asyncio.gather(*(self.translation(buffer, i) for i in indices))
@@ -91,10 +108,12 @@ class AsmrLanguageServer(LanguageServer):
             future.add_done_callback(functools.partial(_forget, self._prefetching, key))
             futures.append(future)
         if futures:
-            self.spawn(self._refresh_after(futures))
+            self.spawn(self._refresh_after(futures, buffer.uri))
 
-    async def _refresh_after(self, futures: list[Future]) -> None:
+    async def _refresh_after(self, futures: list[Future], futures_uri: str) -> None:
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+        if any(getattr(r, "problems", None) for r in results):
+            self.refresh_diagnostics(futures_uri)
         if any(not isinstance(r, BaseException) for r in results) and self._client_can_refresh_hints():
             await self.workspace_inlay_hint_refresh_async(None)
 

@@ -36,8 +36,39 @@ class Shown:
     problems: tuple[str, ...] = ()
 
 
-def _no_glossary(path: Path | None) -> None:
-    return None
+def _mtime(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_mtime_ns if path is not None else None
+    except OSError:
+        return None
+
+
+class ScriptGlossaries:
+    """Document path -> the glossary the watch folder uses for a script there (``[prompt] glossary``
+    merged with a ``glossary.tsv`` beside it), so an editor shows -- and finds in the memory --
+    exactly what the outbox file holds. Re-read when either file changes."""
+
+    def __init__(self, configured: Path | None) -> None:
+        self.configured = configured
+        self._cache: dict[Path | None, tuple[tuple[int | None, int | None], Any]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path | None) -> Any:
+        from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME, Glossary, glossary_for_script
+
+        folder = path.parent if path is not None else None
+        stamp = (_mtime(self.configured), _mtime(folder / SCRIPT_GLOSSARY_NAME if folder is not None else None))
+        with self._lock:
+            hit = self._cache.get(folder)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        if path is not None:
+            glossary = glossary_for_script(path, self.configured)
+        else:
+            glossary = Glossary.load(self.configured) if self.configured is not None else None
+        with self._lock:
+            self._cache[folder] = (stamp, glossary)
+        return glossary
 
 
 @dataclass
@@ -46,15 +77,24 @@ class Translator:
 
     engine: Engine
     settings: Settings
-    glossary_for: GlossaryFor = _no_glossary
+    glossary_for: GlossaryFor | None = None
+    """Default: ``ScriptGlossaries``, the watch folder's rule."""
     use_adapter: Callable[[Path], str] | None = None
     """Switches the daemon's adapter (and records it in its status); default: the engine's."""
+
+    def __post_init__(self) -> None:
+        if self.glossary_for is None:
+            self.glossary_for = ScriptGlossaries(self.settings.prompt.glossary)
+
+    def _glossary(self, path: Path | None) -> Any:
+        assert self.glossary_for is not None
+        return self.glossary_for(path)
 
     def cached(self, doc: Document, index: int, path: Path | None = None) -> Shown | None:
         """The line's translation if the memory already has it; never blocks, never submits."""
         from asmr_daemon.pipeline import lookup_line
 
-        hit = lookup_line(self.engine, doc, index, glossary=self.glossary_for(path),
+        hit = lookup_line(self.engine, doc, index, glossary=self._glossary(path),
                           context_lines=self.settings.prompt.context_lines)
         return None if hit is None else _shown(hit)
 
@@ -71,7 +111,7 @@ class Translator:
             doc,
             index,
             priority=Priority.INTERACTIVE,
-            glossary=self.glossary_for(path),
+            glossary=self._glossary(path),
             context_lines=self.settings.prompt.context_lines,
         )
         outer: Future = Future()
@@ -110,7 +150,7 @@ class Translator:
             self.engine,
             doc,
             priority=Priority.INTERACTIVE,
-            glossary=self.glossary_for(path),
+            glossary=self._glossary(path),
             context_lines=self.settings.prompt.context_lines,
             progress=progress,
             cancel=cancel,
