@@ -9,7 +9,7 @@ with the same ``add_task``/``update``/``advance``/``remove_task`` calls as ``ric
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -37,9 +37,9 @@ def eta_seconds(done: float, total: float | None, elapsed: float) -> float | Non
 class _Task:
     description: str
     total: float | None
+    started: float
     completed: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    last_print: float = 0.0
+    last_print: float | None = None  # None: nothing printed yet, the first update is news
     finished: bool = False
 
 
@@ -62,7 +62,7 @@ class PlainProgress:
     def add_task(self, description: str, total: float | None = 100.0, **_: Any) -> TaskID:
         task_id = self._next
         self._next += 1
-        self._tasks[task_id] = _Task(description, total)
+        self._tasks[task_id] = _Task(description, total, started=time.monotonic())
         return TaskID(task_id)
 
     def advance(self, task_id: TaskID, advance: float = 1) -> None:
@@ -82,7 +82,8 @@ class PlainProgress:
             task.completed = completed
         now = time.monotonic()
         done = task.total is not None and task.completed >= task.total
-        if (done and not task.finished) or (not done and now - task.last_print >= self.every):
+        due = task.last_print is None or now - task.last_print >= self.every
+        if (done and not task.finished) or (not done and due):
             task.finished = done
             task.last_print = now
             self.console.print(self.line(task, now), markup=False, highlight=False, soft_wrap=True)
