@@ -1,4 +1,4 @@
-"""Scripts: reading (decoding, txt/srt/vtt/lrc parsing), segmentation and atomic writing.
+"""Scripts: reading (decoding; txt, srt, vtt, lrc, ass parsing; docx/pdf extraction), segmentation, writing.
 
 Data flows one way: ``read_script``/``parse_text`` -> ``Document`` of ``Line``s (TEXT lines
 carry ``segments``) -> translations keyed by line index -> ``render``/``write_translation``.
