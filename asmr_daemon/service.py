@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -30,6 +31,7 @@ from asmr_daemon.config import Settings
 from asmr_daemon.errors import AsmrError, ConfigError
 from asmr_daemon.private import private_dir
 from asmr_daemon.watch.filters import InboxFilter
+from asmr_daemon.watch.inbox_lock import InboxLock
 from asmr_daemon.watch.jobs import JobStore, display_name
 from asmr_daemon.watch.moves import lstat_signature
 from asmr_daemon.watch.outputs import atomic_write_text
@@ -221,6 +223,7 @@ class Daemon:
         self.state_dir = state_dir
         self.status = status or StatusFile(state_dir / STATUS_FILE)
         self._lock = lock
+        self._inbox_lock: InboxLock | None = None
         self._stop = threading.Event()
         self._signal_stop = False    # set by signal handlers: only plain assignments there
         self._signal_reload = False
@@ -235,12 +238,17 @@ class Daemon:
     # -- start / stop ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Take the state dir, recover the queue, start the worker, the watcher and the services."""
-        if self._lock is None:
-            self._lock = StateLock(self.state_dir)
-        self.folders.inbox.mkdir(parents=True, exist_ok=True)
-        private_dir(self.folders.outbox, tighten=False)
-        self.store = JobStore(self.state_dir / JOBS_FILE)
+        """Take the state dir and the inbox, recover the queue, start the worker, the watcher and
+        the services. A state dir that cannot be used is one clear ConfigError, not a traceback."""
+        try:
+            self.store = self._open_state()
+        except BaseException as exc:
+            self._release_locks()  # a daemon that did not start holds nothing
+            if not isinstance(exc, (OSError, sqlite3.Error)):
+                raise
+            raise ConfigError(f"cannot use the state dir {self.state_dir}: {exc}",
+                              "make it writable by this user (and check the disk), or pass another "
+                              "--state-dir") from exc
         requeued, crashed = self.store.recover(self.max_attempts)
         if requeued or crashed:
             log.warning("resuming after an unclean stop: %d job(s) requeued, %d given up", requeued, crashed)
@@ -260,6 +268,19 @@ class Daemon:
             service.start()
             self._started_services.append(service)
         self._write_status(phase="ready")
+
+    def _open_state(self) -> JobStore:
+        if self._lock is None:
+            self._lock = StateLock(self.state_dir)
+        self.folders.inbox.mkdir(parents=True, exist_ok=True)
+        if self._inbox_lock is None:
+            self._inbox_lock = InboxLock(self.folders.inbox, self.state_dir)
+        private_dir(self.folders.outbox, tighten=False)
+        store = JobStore(self.state_dir / JOBS_FILE)
+        if store.set_aside is not None:
+            log.error("the job queue was damaged and set aside as %s; the inbox is scanned again, and "
+                      "outputs already written are recognised by the record beside them", store.set_aside)
+        return store
 
     def stop(self) -> None:
         """Ask the daemon to stop (thread-safe); ``run()`` returns after the job in flight."""
@@ -284,6 +305,12 @@ class Daemon:
             self._write_status(phase="stopped", current=None)
             self.store.close()
             self.store = None
+        self._release_locks()
+
+    def _release_locks(self) -> None:
+        if self._inbox_lock is not None:
+            self._inbox_lock.release()
+            self._inbox_lock = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

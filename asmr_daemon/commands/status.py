@@ -47,6 +47,27 @@ def daemon_state(record: dict[str, Any] | None, now: float | None = None) -> tup
     return True, f"{phase} (pid {pid})"
 
 
+def worker_rows(record: dict[str, Any], now: float | None = None) -> list[tuple[str, str]]:
+    """The job worker's own heartbeat (a live process can have a dead worker) and files that wait
+    to be queued, as (label, rich text) rows."""
+    now = time.time() if now is None else now
+    rows: list[tuple[str, str]] = []
+    worker = record.get("worker")
+    if isinstance(worker, dict):
+        age = now - float(worker.get("beat") or 0)
+        if not worker.get("alive"):
+            rows.append(("job worker", f"[red]stopped (last beat {age:.0f} s ago): files are not translated[/]"))
+        elif worker.get("problem"):
+            rows.append(("job worker", f"[yellow]waiting: {worker['problem']} (retrying)[/]"))
+        else:
+            rows.append(("job worker", "[green]alive[/]"))
+    unqueued = record.get("unqueued")
+    if isinstance(unqueued, dict) and unqueued.get("count"):
+        rows.append(("not queued yet", f"[yellow]{unqueued['count']} file(s): {unqueued.get('problem')} "
+                                       "(retrying)[/]"))
+    return rows
+
+
 def _when(stamp: Any) -> str:
     try:
         return datetime.datetime.fromtimestamp(float(stamp)).strftime("%Y-%m-%d %H:%M:%S")
@@ -180,6 +201,9 @@ def _daemon_table(settings: Any, record: dict[str, Any] | None) -> Any:
         table.add_row("outbox", str(record.get("outbox", settings.paths.outbox)))
         if record.get("current") and running:
             table.add_row("translating", describe_progress(str(record["current"]), record.get("progress")))
+        if running:
+            for label, text in worker_rows(record):
+                table.add_row(label, text)
     server = _generation_server(settings, record)
     if server is not None:
         ok, detail = server

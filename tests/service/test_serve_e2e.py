@@ -97,7 +97,7 @@ def test_kill_9_three_times_loses_nothing_and_duplicates_nothing(world):
     assert outputs == sorted(n.replace(script.suffix, ".zh" + script.suffix) for n in names)
     assert all(p.read_text(encoding="utf-8") == expected for p in final_outputs(outbox))
     assert sorted(p.name for p in (inbox / "done").iterdir()) == sorted(names)  # no "(1)" duplicates
-    assert sorted(p.name for p in inbox.iterdir()) == ["done"]
+    assert sorted(p.name for p in inbox.iterdir()) == [".asmr-daemon.lock", "done"]
     import sqlite3
 
     db = sqlite3.connect(world["state"] / "jobs.sqlite")

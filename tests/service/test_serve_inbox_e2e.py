@@ -83,7 +83,7 @@ def test_two_hundred_scripts_dropped_at_once(world, tmp_path: Path) -> None:
     outputs = {p.name: p.read_text(encoding="utf-8") for p in final_outputs(outbox)}
     assert outputs == expected
     assert sorted(p.name for p in (inbox / "done").iterdir()) == sorted(f"s{i:03}.txt" for i in range(200))
-    assert sorted(p.name for p in inbox.iterdir()) == ["done"]
+    assert sorted(p.name for p in inbox.iterdir()) == [".asmr-daemon.lock", "done"]
 
 
 def test_bad_inputs_land_in_failed_with_their_reason_and_the_daemon_keeps_serving(world, tmp_path: Path) -> None:

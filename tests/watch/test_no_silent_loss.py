@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from asmr_daemon.commands.status import worker_rows
 from asmr_daemon.service import Daemon
 from asmr_daemon.watch.jobs import JobStore
 
@@ -97,6 +98,19 @@ def test_a_worker_that_cannot_go_on_makes_the_daemon_exit_non_zero(folders, fake
     assert result == [1]
     assert daemon.worker.fatal is not None and not daemon.worker.alive()
     assert not daemon.healthy()
+    record = daemon.status.read(daemon.status.path)
+    assert record["phase"] == "stopped" and record["worker"]["alive"] is False
+    assert dict(worker_rows(record))["job worker"].startswith("[red]stopped")
+
+
+def test_status_tells_a_live_process_with_a_stuck_worker_apart():
+    now = 1000.0
+    waiting = {"worker": {"alive": True, "problem": "no space left on device (/out/a.zh.txt)", "beat": now}}
+    assert worker_rows(waiting, now) == [
+        ("job worker", "[yellow]waiting: no space left on device (/out/a.zh.txt) (retrying)[/]")]
+    dead = {"worker": {"alive": False, "problem": None, "beat": now - 95}}
+    assert worker_rows(dead, now) == [
+        ("job worker", "[red]stopped (last beat 95 s ago): files are not translated[/]")]
 
 
 def test_files_wait_while_the_queue_cannot_be_written_then_all_are_queued(folders, fake, monkeypatch):
@@ -121,6 +135,10 @@ def test_files_wait_while_the_queue_cannot_be_written_then_all_are_queued(folder
         daemon._write_status()
         record = daemon.status.read(daemon.status.path)
         assert record["unqueued"] == {"count": 5, "problem": "OperationalError: database or disk is full"}
+        rows = dict(worker_rows(record))
+        assert rows["not queued yet"] == ("[yellow]5 file(s): OperationalError: database or disk is full "
+                                          "(retrying)[/]")
+        assert rows["job worker"] == "[green]alive[/]"
         full.clear()
         wait_for(lambda: daemon.idle() and len(outputs(folders["outbox"])) == 5, what="five outputs")
         assert daemon.store.counts()["done"] == 5 and daemon.watcher.unqueued_status()["count"] == 0
