@@ -78,17 +78,14 @@ class Mover:
                 raise NotMovable("it was replaced in the inbox meanwhile, so it stays there")
             self.store.record_move(job.id, dest_dir / candidate, failure=failure)
             try:
-                handles.rename_no_replace(source.parent_fd, source.name, dest_fd, candidate)
+                _rename_or_copy(source, dest_fd, candidate)
             except FileExistsError:
                 continue  # taken between the check and the rename: choose again, never overwrite
             except OSError as exc:
-                if exc.errno == errno.EXDEV:
-                    handles.copy_then_unlink(source, dest_fd, candidate)
-                elif _inbox_side(exc, source):
-                    raise NotMovable(f"it cannot be moved out of the inbox ({exc.strerror}), "
-                                     "so it stays there") from exc
-                else:
+                if not _inbox_side(exc, source):
                     raise
+                raise NotMovable(f"it cannot be moved out of the inbox ({exc.strerror}), "
+                                 "so it stays there") from exc
             return dest_dir / candidate
 
     def report(self, moved: Path, code: str, message: str, hint: str | None) -> None:
@@ -150,6 +147,15 @@ class Mover:
             return JobState.FAILED
         self.store.finish(job.id)
         return JobState.DONE
+
+
+def _rename_or_copy(source: Source, dest_fd: int, name: str) -> None:
+    try:
+        handles.rename_no_replace(source.parent_fd, source.name, dest_fd, name)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # another filesystem (or mount): copy, then remove
+            raise
+        handles.copy_then_unlink(source, dest_fd, name)
 
 
 def _inbox_side(exc: OSError, source: Source) -> bool:

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 from asmr_daemon import db as sqlite_db
 from asmr_daemon.errors import BackendUnavailable, InputCode, InputError
-from asmr_daemon.output_files import publish_staged, review_path
+from asmr_daemon.output_files import publish_staged, read_record, review_path, written_by_us
 from asmr_daemon.scripts.writer import output_name
 from asmr_daemon.watch.handles import OutsideInbox, Source, open_source, opened_dir
 from asmr_daemon.watch.jobs import Job, JobCode, JobState, JobStore
@@ -169,6 +169,10 @@ class JobRunner:
         final = self.folders.outbox / output_rel
         if job.output_sha256 and hash_or_none(final) == job.output_sha256:
             log.info("job %d: output %s was already written before a restart", job.id, output_rel)
+        elif _made_from(final, job.sha256):
+            # The queue was lost (set aside when damaged): the record beside the output says it is
+            # ours, unchanged, and made from these very bytes, so it is not translated twice.
+            log.info("job %d: %s already holds the translation of these bytes", job.id, output_rel)
         else:
             error = self._write_output(job, source, final)
             if error is not None:
@@ -241,6 +245,12 @@ class JobRunner:
         self.store.fail(job.id, str(code), detail)
         log.warning("job %d: %s -> failed/ (%s): %s", job.id, job.source, code, detail)
         return JobState.FAILED
+
+
+def _made_from(output: Path, source_sha256: str | None) -> bool:
+    record = read_record(output)
+    return bool(source_sha256 and record and record.get("source_sha256") == source_sha256
+                and written_by_us(output))
 
 
 def _unlink(*paths: Path) -> None:

@@ -31,6 +31,29 @@ def test_a_garbage_job_queue_is_set_aside_and_the_inbox_rescanned(folders, fake,
     assert "the job queue was damaged and set aside as" in caplog.text
 
 
+def test_after_losing_the_queue_outputs_already_written_are_not_translated_again(folders, fake):
+    """A crash after the output was published but before the input moved, then a damaged queue:
+    the record beside the output (source hash) recognises the work as done."""
+    from asmr_daemon.output_files import publish, sha256_of
+
+    inbox, outbox, state = folders["inbox"], folders["outbox"], folders["state"]
+    inbox.mkdir(parents=True)
+    state.mkdir(parents=True)
+    (inbox / "a.txt").write_text("already done\n")
+    (inbox / "b.txt").write_text("new\n")
+    publish(b"ALREADY DONE\n", outbox / "a.zh.txt", source_sha256=sha256_of(inbox / "a.txt"))
+    (state / "jobs.sqlite").write_bytes(b"garbage" * 500)
+    daemon = Daemon(make_settings(folders), fake)
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.idle() and daemon.store.counts()["done"] == 2, what="both jobs done")
+    finally:
+        daemon.shutdown()
+    assert [p.name for p in fake.calls] == ["b.txt"]
+    assert outputs(outbox) == {"a.zh.txt": "ALREADY DONE\n", "b.zh.txt": "NEW\n"}
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.txt", "b.txt"]
+
+
 def test_a_state_dir_that_cannot_be_used_is_one_clear_error(folders, fake, tmp_path):
     folders["state"] = tmp_path / "a-file"
     folders["state"].write_text("not a folder\n")
