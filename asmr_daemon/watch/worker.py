@@ -112,7 +112,6 @@ class JobWorker:
         while self._put_back:
             self.store.requeue(self._put_back[0], JobCode.STORAGE, self.problem or "put back", count_attempt=False)
             self._put_back.pop(0)
-        self.problem = None
         if self.unstable:
             self._refuse_unstable(self.unstable[0])
             self.unstable.popleft()
@@ -120,6 +119,7 @@ class JobWorker:
         self.wake.clear()
         job = self.store.claim()
         if job is None:
+            self.problem = None  # nothing waits any more
             self.wake.wait(1.0)
             return None
         self.current = job.source
