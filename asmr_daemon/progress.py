@@ -104,8 +104,11 @@ class PlainProgress:
         return text
 
 
+AnyProgress = Progress | PlainProgress
+
+
 def make_progress(console: Console, *columns: str | ProgressColumn, transient: bool = False,
-                  unit: str = "") -> Progress | PlainProgress:
+                  unit: str = "") -> AnyProgress:
     """rich's bars on a terminal, ``PlainProgress`` elsewhere (``unit``: e.g. ``" lines"``)."""
     if console.is_terminal:
         return Progress(*columns, console=console, transient=transient)

@@ -360,16 +360,13 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[_Bar]:
     if not enabled:
         yield _Bar()
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    from asmr_daemon.progress import make_progress
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns) as progress:
+    with make_progress(Console(), *columns, unit=" steps") as progress:  # plain lines off a terminal
         yield _Bar(progress, progress.add_task("training", total=total))
 
 

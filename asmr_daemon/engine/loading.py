@@ -18,7 +18,6 @@ import torch
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    Progress,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -32,6 +31,7 @@ from asmr_daemon.engine.devices import default_dtype, quantization_config, resol
 from asmr_daemon.engine.model_dir import base_identity, read_model_config, read_tensors, weight_files
 from asmr_daemon.engine.tokenizer import ChatGLM2Tokenizer, load_tokenizer
 from asmr_daemon.errors import ModelDirError
+from asmr_daemon.progress import AnyProgress, make_progress
 
 
 @dataclass
@@ -65,18 +65,19 @@ def base_load_count() -> int:
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, console: Console) -> Iterator[Progress | None]:
+def _progress(enabled: bool, console: Console) -> Iterator[AnyProgress | None]:
     if not enabled:
         yield None
         return
-    progress = Progress(
+    progress = make_progress(  # plain lines when stderr is not a terminal
+        console,
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
-        console=console,
         transient=True,
+        unit=" files",
     )
     with progress:
         yield progress
@@ -88,7 +89,7 @@ def load_chatglm2_native(
     *,
     device: torch.device,
     dtype: torch.dtype | None,
-    progress: Progress | None = None,
+    progress: AnyProgress | None = None,
 ) -> GlmForCausalLM:
     """Read a ChatGLM2 checkpoint into a native ``GlmForCausalLM``, strictly.
 
