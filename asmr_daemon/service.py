@@ -12,8 +12,6 @@ stay queued for the next start). SIGHUP -> settings are read again and handed to
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -31,8 +29,8 @@ from asmr_daemon.config import Settings
 from asmr_daemon.errors import AsmrError, ConfigError
 from asmr_daemon.private import private_dir
 from asmr_daemon.watch.filters import InboxFilter
-from asmr_daemon.watch.inbox_lock import InboxLock
 from asmr_daemon.watch.jobs import JobStore, display_name
+from asmr_daemon.watch.locks import FileLock, InboxLock
 from asmr_daemon.watch.moves import lstat_signature
 from asmr_daemon.watch.outputs import atomic_write_text
 from asmr_daemon.watch.runner import Folders, JobRunner, TranslateFile
@@ -110,30 +108,14 @@ def setup_logging(verbose: bool = False, stream=None) -> None:
 
 # -- state dir: lock and status record -------------------------------------------------------
 
-class StateLock:
-    """An exclusive ``flock`` on ``state_dir/daemon.lock``: one daemon per state dir (two would
-    race for the same jobs). The kernel drops it when the process dies, even by kill -9."""
+class StateLock(FileLock):
+    """``state_dir/daemon.lock``: one daemon per state dir (two would race for the same jobs)."""
 
     def __init__(self, state_dir: Path) -> None:
         private_dir(state_dir)
-        self.path = state_dir / LOCK_FILE
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            other = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self._fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise ConfigError(f"another asmr-daemon (pid {other}) already uses the state dir {state_dir}",
-                                  "stop it first (systemctl --user stop asmr-daemon), or pass another --state-dir") from None
-            raise
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        super().__init__(state_dir / LOCK_FILE, f"{os.getpid()}\n", lambda other: ConfigError(
+            f"another asmr-daemon (pid {other}) already uses the state dir {state_dir}",
+            "stop it first (systemctl --user stop asmr-daemon), or pass another --state-dir"))
 
 
 class StatusFile:

@@ -12,6 +12,8 @@ import pytest
 from asmr_daemon.config import Settings
 from asmr_daemon.errors import BinaryFileError, EmptyFileError
 from asmr_daemon.service import Daemon
+from asmr_daemon.watch.jobs import JobStore
+from asmr_daemon.watch.runner import Folders
 
 
 class FakeTranslator:
@@ -32,6 +34,24 @@ class FakeTranslator:
         tmp = dest.with_name(dest.name + ".fake-tmp")
         tmp.write_bytes(data.decode("utf-8").upper().encode("utf-8"))
         os.replace(tmp, dest)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """A job queue in a temp state dir, with a counting clock."""
+    s = JobStore(tmp_path / "state" / "jobs.sqlite", clock=iter(range(1000, 100000)).__next__)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> Folders:
+    """Inbox and outbox side by side, done/ and failed/ inside the inbox (the defaults)."""
+    f = Folders(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", done=tmp_path / "inbox" / "done",
+                failed=tmp_path / "inbox" / "failed")
+    f.inbox.mkdir()
+    f.outbox.mkdir()
+    return f
 
 
 @pytest.fixture

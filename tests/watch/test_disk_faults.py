@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import time
 from collections import Counter
@@ -26,6 +27,8 @@ from .test_daemon import outputs, wait_for
 def _mount(*args: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs or a read-only bind mount (simulated disk faults)")
+    if shutil.which("mount") is None:
+        pytest.skip("needs the mount command (simulated disk faults)")
     done = subprocess.run(["mount", *args], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"cannot mount here ({' '.join(args)}): {done.stderr.strip()}")

@@ -6,26 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
-from asmr_daemon.watch.jobs import JobCode, JobState, JobStore
-from asmr_daemon.watch.runner import Folders, JobRunner
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "state" / "jobs.sqlite")
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> Folders:
-    f = Folders(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", done=tmp_path / "inbox" / "done",
-                failed=tmp_path / "inbox" / "failed")
-    f.inbox.mkdir()
-    f.outbox.mkdir()
-    return f
+from asmr_daemon.watch.jobs import JobCode, JobState
+from asmr_daemon.watch.runner import JobRunner
 
 
 def files(folder: Path) -> list[str]:

@@ -10,24 +10,8 @@ import pytest
 from asmr_daemon.errors import InputCode
 from asmr_daemon.watch.jobs import JobCode, JobState, JobStore, read_only_counts
 from asmr_daemon.watch.outputs import unique_destination
-from asmr_daemon.watch.runner import Folders, JobRunner
+from asmr_daemon.watch.runner import JobRunner
 from asmr_daemon.watch.workspace import hash_or_none as sha256_file
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> JobStore:
-    s = JobStore(tmp_path / "state" / "jobs.sqlite", clock=iter(range(1000, 100000)).__next__)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> Folders:
-    f = Folders(inbox=tmp_path / "inbox", outbox=tmp_path / "outbox", done=tmp_path / "inbox" / "done",
-                failed=tmp_path / "inbox" / "failed")
-    f.inbox.mkdir()
-    f.outbox.mkdir()
-    return f
 
 
 def test_state_transitions_and_counts(store):

@@ -69,6 +69,9 @@ def _user(name: str) -> pwd.struct_passwd:
 def users() -> tuple[pwd.struct_passwd, pwd.struct_passwd]:
     if os.geteuid() != 0:
         pytest.skip("needs root to create two local test users and run the daemon as one of them")
+    for tool in ("useradd", "setpriv"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} to create the test users and run processes as them")
     return _user(VICTIM), _user(ATTACKER)
 
 
