@@ -110,6 +110,9 @@ class OutputSettings:
     encoding: Literal["utf-8", "original"] = "utf-8"
     newline: Literal["original", "lf", "crlf"] = "original"
     bilingual: bool = False
+    # Outputs are private (0600). True: the watch folder gives them (and their review reports) the
+    # inbox folder's group, readable by it (0640), for a shared inbox.
+    group_from_inbox: bool = False
 
 
 @dataclass

@@ -234,7 +234,8 @@ class Daemon:
         requeued, crashed = self.store.recover(self.max_attempts)
         if requeued or crashed:
             log.warning("resuming after an unclean stop: %d job(s) requeued, %d given up", requeued, crashed)
-        self.runner = JobRunner(self.store, self.folders, self.translate_file, max_attempts=self.max_attempts)
+        self.runner = JobRunner(self.store, self.folders, self.translate_file, max_attempts=self.max_attempts,
+                                share_group=self.settings.output.group_from_inbox)
         watch = self.settings.watch
         tracker = StabilityTracker(watch.stable_seconds, watch.max_wait_seconds)
         filter = InboxFilter.for_folders(self.folders.inbox, self.folders.outbox, self.folders.done,

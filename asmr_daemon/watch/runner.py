@@ -70,11 +70,12 @@ class JobRunner:
     """Processes claimed jobs. Used by one worker thread at a time."""
 
     def __init__(self, store: JobStore, folders: Folders, translate_file: TranslateFile, *,
-                 max_attempts: int = 3, work_dir: Path | None = None) -> None:
+                 max_attempts: int = 3, work_dir: Path | None = None, share_group: bool = False) -> None:
         self.store = store
         self.folders = folders
         self.translate_file = translate_file
         self.max_attempts = max_attempts
+        self.share_group = share_group  # ``[output] group_from_inbox``
         self.mover = Mover(store, folders.failed)
         self.workspace = Workspace(work_dir or store.path.parent / "work")
         # Why the last job went back to the queue without being at fault (the generation server is
@@ -229,6 +230,8 @@ class JobRunner:
         published = publish_staged(staged, final, source_sha256=job.sha256)
         if published.reason:
             log.warning("job %d: output written as %s: %s", job.id, published.path, published.reason)
+        if self.share_group:
+            _share_with_group(self.folders.inbox, published.path, review_path(published.path))
         return None
 
     def _fail_source(self, job: Job, code: str, message: str, hint: str | None) -> JobState:
@@ -245,6 +248,15 @@ class JobRunner:
         self.store.fail(job.id, str(code), detail)
         log.warning("job %d: %s -> failed/ (%s): %s", job.id, job.source, code, detail)
         return JobState.FAILED
+
+
+def _share_with_group(inbox: Path, *paths: Path) -> None:
+    """Give outputs the inbox folder's group, readable by it (``[output] group_from_inbox``)."""
+    gid = os.stat(inbox).st_gid
+    for path in paths:
+        if os.path.isfile(path) and not os.path.islink(path):
+            os.chown(path, -1, gid)
+            os.chmod(path, 0o640)
 
 
 def _made_from(output: Path, source_sha256: str | None) -> bool:

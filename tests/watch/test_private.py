@@ -55,3 +55,26 @@ def test_written_outputs_are_0600(umask_022, tmp_path):
 
     atomic_write_bytes(tmp_path / "out" / "a.zh.txt", b"x")
     assert mode(tmp_path / "out" / "a.zh.txt") == 0o600 and mode(tmp_path / "out") == 0o700
+
+
+def test_outputs_can_follow_the_inbox_group_when_configured(folders, fake):
+    from asmr_daemon.service import Daemon
+
+    from .conftest import make_settings
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the inbox another group")
+    inbox, outbox = folders["inbox"], folders["outbox"]
+    inbox.mkdir(parents=True)
+    os.chown(inbox, -1, 100)
+    (inbox / "a.txt").write_text("shared\n")
+    settings = make_settings(folders)
+    settings.output.group_from_inbox = True
+    daemon = Daemon(settings, fake)
+    daemon.start()
+    try:
+        wait_for(lambda: daemon.idle() and (outbox / "a.zh.txt").exists(), what="the output")
+    finally:
+        daemon.shutdown()
+    st = os.stat(outbox / "a.zh.txt")
+    assert st.st_gid == 100 and stat.S_IMODE(st.st_mode) == 0o640
