@@ -48,6 +48,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quantize", choices=["none", "4bit", "8bit"], help="load the base model quantized (CUDA only)")
     group.add_argument("--backend", choices=["local", "openai"],
                        help="generate with the resident model, or on the [openai] server (vLLM) (default: local)")
+    group.add_argument("--allow-other-base", action="store_true", default=None,
+                       help="use an adapter even though it records another base model than this one")
 
 
 def model_overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
@@ -58,6 +60,7 @@ def model_overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
         ("model", "device"): getattr(args, "device", None),
         ("model", "quantize"): getattr(args, "quantize", None),
         ("model", "backend"): getattr(args, "backend", None),
+        ("model", "allow_other_base"): getattr(args, "allow_other_base", None),
     }
 
 
@@ -77,16 +80,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_name() -> str:
+    """How the user runs this installation: ``asmr-daemon`` when that is on PATH and is this one,
+    else the script's absolute path (``.../.venv/bin/asmr-daemon``), else ``python -m asmr_daemon``.
+    Every hint printed uses it, so a copied command works right after setup."""
+    import shutil
+
+    script = os.path.join(os.path.dirname(sys.executable), "asmr-daemon")
+    on_path = shutil.which("asmr-daemon")
+    if on_path and os.path.realpath(on_path) == os.path.realpath(script):
+        return "asmr-daemon"
+    if os.path.isfile(script) and os.access(script, os.X_OK):
+        return script
+    return f"{sys.executable} -m asmr_daemon"
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``[Errno 2] No such file or directory: 'work'`` -> ``/abs/work: no such file or directory``."""
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.filename is None:
+        return reason
+    where = os.path.abspath(os.fsdecode(exc.filename))
+    if exc.filename2 is not None:
+        where += f" -> {os.path.abspath(os.fsdecode(exc.filename2))}"
+    return f"{where}: {reason}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prefix = f"asmr-daemon {args.command}"
     try:
         return int(args.run(args) or 0)
-    except AsmrError as exc:
+    except KeyboardInterrupt:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the catch-all: a user never sees a traceback unless they ask
         if os.environ.get("ASMR_DEBUG"):
             raise
-        print(f"asmr-daemon {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prefix}: error: {user_message(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"asmr-daemon {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+
+def user_message(exc: Exception) -> str:
+    """One line for any exception: typed errors as written, OS errors without ``[Errno N]``,
+    anything else named as the bug it is."""
+    if isinstance(exc, AsmrError):
+        return str(exc)
+    if isinstance(exc, PermissionError):
+        return f"{describe_os_error(exc)} (check the permissions, or choose another path)"
+    if isinstance(exc, OSError):
+        return f"{describe_os_error(exc)} (check the path and try again)"
+    return (f"unexpected {type(exc).__name__}: {exc} (this is a bug: run again with ASMR_DEBUG=1 "
+            "to see the traceback, and report it)")

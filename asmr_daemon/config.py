@@ -49,6 +49,8 @@ class ModelSettings:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     quantize: Literal["none", "4bit", "8bit"] = "none"
     backend: Literal["local", "openai"] = "local"
+    # An adapter that records another base than this one is refused unless this is set.
+    allow_other_base: bool = False
 
 
 @dataclass
@@ -118,6 +120,7 @@ class OutputSettings:
 @dataclass
 class LspSettings:
     tcp: str = ""
+    socket: Path | None = None  # default: $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock
     token: str = ""
 
 

@@ -12,10 +12,13 @@ import enum
 class AsmrError(Exception):
     """Base class for every error a user is meant to read."""
 
+    # What to do when the raiser had nothing more specific to say (each kind has one).
+    default_hint: str | None = None
+
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
@@ -72,9 +75,14 @@ class MalformedScriptError(InputError):
 class ModelDirError(AsmrError):
     """A base-model directory is missing files, has the wrong kind of checkpoint, or mismatching shapes."""
 
+    default_hint = ("give the checkpoint directory as downloaded (config.json, weight files, tokenizer.model): "
+                    "--base-model DIR or [model] base_model")
+
 
 class AdapterError(AsmrError):
     """A LoRA adapter directory is missing, unsupported, or made for another base model."""
+
+    default_hint = "give the peft adapter directory (adapter_config.json + adapter weights): --adapter DIR"
 
 
 class DeviceError(AsmrError):
@@ -101,3 +109,6 @@ class BackendError(AsmrError):
 
 class DatasetError(AsmrError):
     """A training data set (JSON Lines, a bilingual script, two aligned files) cannot be used."""
+
+    default_hint = 'fix the file: one JSON object {"source": ..., "target": ...} per line'
+

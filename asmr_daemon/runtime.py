@@ -49,9 +49,11 @@ class Runtime:
 
 def require_base_model(settings: Settings) -> Path:
     if settings.model.base_model is None:
+        from asmr_daemon.cli import command_name
+
         raise ConfigError("no base model configured",
                           "pass --base-model DIR, set [model] base_model in the config file, "
-                          "or try `asmr-daemon demo`")
+                          f"or try `{command_name()} demo`")
     return settings.model.base_model
 
 
@@ -78,7 +80,9 @@ def build_engine(settings: Settings, *, progress: bool = True) -> Runtime:
 def _local_backend(settings: Settings, *, progress: bool) -> tuple[Any, LoadedModel]:
     from asmr_daemon.engine.backend import LocalBackend
     from asmr_daemon.engine.loading import load_model
+    from asmr_daemon.preflight import check_model
 
+    check_model(settings)  # an adapter for another model is refused before minutes of loading
     model = settings.model
     loaded = load_model(require_base_model(settings), model.adapter, device=model.device,
                         quantize=None if model.quantize == "none" else model.quantize, progress=progress)

@@ -22,7 +22,14 @@ import torch
 from transformers import GlmConfig, GlmForCausalLM
 
 from asmr_daemon import tiny_chatglm2
-from asmr_daemon.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapter_metadata, save_adapter, write_json
+from asmr_daemon.adapter_files import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    METADATA_FILE,
+    adapter_metadata,
+    save_adapter,
+    write_json,
+)
 from asmr_daemon.config import DEFAULT_TEMPLATE
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS, TOKENIZER_FILE
 from asmr_daemon.training import EpochReport, TrainConfig, TrainResult
@@ -273,7 +280,10 @@ def train_demo_adapter(
             f"(last loss {result.train_losses[-1]:.4f}): {shown}"
         )
 
-    meta = adapter_metadata(cfg, pairs, base_identity=content_identity(Path(base_dir)), result=result)
+    from asmr_daemon.engine.compat import base_fingerprint
+
+    identity = {"fingerprint": base_fingerprint(Path(base_dir)), "content": content_identity(Path(base_dir))}
+    meta = adapter_metadata(cfg, pairs, base_identity=identity, result=result)
     meta["created"] = None  # built from sources, reproducibly: no timestamp
     out_dir = Path(out_dir)
     if fmt == "native":
@@ -334,6 +344,9 @@ def write_chatglm2_adapter(native_dir: Path, out_dir: Path, glm_config: GlmConfi
     save_file({k: v.contiguous() for k, v in sorted(new_sd.items())}, str(out_dir / ADAPTER_WEIGHTS),
               metadata={"format": "pt"})
     write_json(out_dir / ADAPTER_CONFIG, new_cfg)
+    metadata = Path(native_dir) / METADATA_FILE  # the same training, so the same recorded base
+    if metadata.is_file():
+        shutil.copyfile(metadata, out_dir / METADATA_FILE)
     return out_dir
 
 

@@ -40,6 +40,7 @@ KIT_SOURCES = (
     _PACKAGE / "engine" / "chatglm2.py",
     _PACKAGE / "engine" / "chatglm2_names.py",
     _PACKAGE / "tiny_chatglm2.py",
+    _PACKAGE / "engine" / "compat.py",  # the base fingerprint recorded in asmr_adapter.json
     _PACKAGE / "engine" / "prompts.py",
     _PACKAGE / "config.py",  # DEFAULT_TEMPLATE
     PAIRS_FILE,

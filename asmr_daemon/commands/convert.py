@@ -9,6 +9,7 @@ DST_ADAPTER/adapter_model.safetensors on native module names. Python files in SR
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _require_empty(path: Path, what: str, error: type[ModelDirError] | type[AdapterError]) -> None:
+    from asmr_daemon.preflight import check_writable_dir
+
+    check_writable_dir(path, what)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise error(f"{what} {path} already exists and is not empty", "choose a new directory")
 
@@ -38,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from asmr_daemon.adapter_files import write_json
     from asmr_daemon.engine import chatglm2
     from asmr_daemon.engine.adapters import check_adapter_shapes, read_adapter
+    from asmr_daemon.engine.compat import METADATA_FILE
     from asmr_daemon.engine.loading import load_chatglm2_native
     from asmr_daemon.engine.model_dir import read_model_config
     from asmr_daemon.engine.tokenizer import (
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         load_tokenizer,
     )
 
-    src, dst = Path(args.src), Path(args.dst)
+    src, dst = Path(os.path.abspath(args.src)), Path(os.path.abspath(args.dst))
     adapter_src = getattr(args, "adapter", None)
     adapter_dst = getattr(args, "adapter_out", None)
     if (adapter_src is None) != (adapter_dst is None):
@@ -92,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         adapter_dst.mkdir(parents=True, exist_ok=True)
         acfg["base_model_name_or_path"] = str(dst)
         write_json(adapter_dst / "adapter_config.json", acfg)
+        recorded = Path(adapter_src or "") / METADATA_FILE  # the base fingerprint holds across the conversion
+        if recorded.is_file():
+            shutil.copyfile(recorded, adapter_dst / METADATA_FILE)
         save_file({k: v.contiguous() for k, v in sd.items()}, str(adapter_dst / "adapter_model.safetensors"))
         console.print(
             f"[green]wrote[/] adapter {adapter_dst}: adapter_config.json, adapter_model.safetensors "

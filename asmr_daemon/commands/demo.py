@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from asmr_daemon.cli import add_model_arguments, model_overrides
+from asmr_daemon.cli import add_model_arguments, command_name, model_overrides
 from asmr_daemon.errors import AsmrError
+from asmr_daemon.preflight import check_input_file, check_model
 
 TIMEOUT_SECONDS = 900.0
 
@@ -41,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     settings = load_settings(Path(args.config) if args.config else None, model_overrides(args))
-    script = args.script or SCRIPT_FILE
+    script = check_input_file(args.script, "--script") if args.script else SCRIPT_FILE
+    if settings.model.base_model is not None:
+        check_model(settings)  # your model: refused before the daemon spends minutes loading it
     root = Path(tempfile.mkdtemp(prefix="asmr-demo-"))
     adapter: Path | None
     try:
@@ -55,17 +58,30 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"Using your model: {base}" + (f" + {adapter}" if adapter else ""))
         translation = run_daemon_once(console, root, script, base, adapter, args.config)
         show_side_by_side(console, script, translation)
-        console.print("\n[bold]Editors[/]: with `asmr-daemon serve` running, point your editor at it: "
-                      "Neovim `require(\"asmr\").setup({})` (lsp/nvim), VS Code (lsp/vscode), or any LSP "
-                      "editor with the command `asmr-daemon lsp`. Hover a Japanese line to see its translation.")
-        console.print("[bold]Next[/]: `asmr-daemon serve --base-model ~/models/chatglm2-6b --adapter ~/models/my-lora`, "
-                      "then drop scripts into ~/ASMR/inbox.")
-        if args.keep:
-            console.print(f"Demo folders kept in {root}")
+        print_hints(console, root if args.keep else None, base, adapter)
         return 0
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def print_hints(console, kept: Path | None, base: Path, adapter: Path | None) -> None:  # type: ignore[no-untyped-def]
+    """What to do next, with commands that work as printed (see ``cli.command_name``)."""
+    from rich.markup import escape
+
+    cmd = command_name()
+    console.print(escape(f"\nEditors: with `{cmd} serve` running, point your editor at it: "
+                         'Neovim `require("asmr").setup({})` (lsp/nvim), VS Code (lsp/vscode), or any LSP '
+                         f"editor with the command `{cmd} lsp`. Hover a Japanese line to see its translation."), soft_wrap=True)
+    console.print(escape(f"Next: `{cmd} serve --base-model ~/models/chatglm2-6b --adapter ~/models/my-lora`, "
+                         "then drop scripts into ~/ASMR/inbox."), soft_wrap=True)
+    if kept is None:
+        return
+    model = f"--base-model {base}" + (f" --adapter {adapter}" if adapter else "")
+    console.print(escape(f"Demo folders kept in {kept}. Use this model again:\n"
+                         f"  {cmd} translate FILE {model} --state-dir {kept / 'state'}\n"
+                         f"  {cmd} serve {model} --inbox {kept / 'inbox'} --outbox {kept / 'outbox'} "
+                         f"--state-dir {kept / 'state'} --lsp-socket {kept / 'run' / 'lsp.sock'}"), soft_wrap=True)
 
 
 def build_demo_model(root: Path) -> tuple[Path, Path]:

@@ -1,7 +1,9 @@
-"""Check the installation: Python, torch and CUDA, library versions, the Japanese pipeline,
-the config file in use and whether the configured model and adapter directories look valid.
+"""Check the installation: Python, torch and CUDA, library versions, the Japanese pipeline, the
+config file in use, and -- with the very checks ``translate`` and ``serve`` make before loading --
+the device, quantization, base model, whether the adapter fits it and was trained on it, the state
+dir, the inbox/outbox and the editor socket.
 
-Exits non-zero when something needed for translating is broken.
+Exits 1 when ``translate`` or ``serve`` would refuse.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from asmr_daemon import preflight
 from asmr_daemon.cli import add_model_arguments, model_overrides
 from asmr_daemon.config import Settings, load_settings
 from asmr_daemon.errors import AsmrError
@@ -32,10 +35,13 @@ class Check:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
+    parser.add_argument("--state-dir", metavar="DIR", help="the daemon's state dir (default: from the settings)")
+    parser.add_argument("--lsp-socket", metavar="PATH", help="the editor socket to check (default: the daemon's)")
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(Path(args.config) if args.config else None, model_overrides(args))
+    flags = model_overrides(args) | {("paths", "state_dir"): args.state_dir, ("lsp", "socket"): args.lsp_socket}
+    settings = load_settings(Path(args.config) if args.config else None, flags)
     checks = collect_checks(settings)
     table = Table(title="asmr-daemon doctor", show_lines=False)
     table.add_column("check")
@@ -56,17 +62,56 @@ def collect_checks(settings: Settings) -> list[Check]:
     checks.append(_guard("japanese pipeline", _japanese_pipeline))
     checks.append(Check("config file", None, str(settings.source_file) if settings.source_file
                         else "none (defaults, environment and flags only)"))
-    checks.append(_directory_check("base model", settings.model.base_model, _describe_base_model))
-    if settings.model.backend == "openai" and settings.openai.adapter:
-        checks.append(Check("adapter", None, f"{settings.openai.adapter!r}, served by the generation server"))
-    else:
-        checks.append(_directory_check("adapter", settings.model.adapter, _describe_adapter))
+    checks += model_checks(settings)
     if settings.model.backend == "openai":
         checks.append(_generation_server(settings))
-    for name, path in (("inbox", settings.paths.inbox), ("outbox", settings.paths.outbox),
-                       ("state dir", settings.paths.state_dir)):
-        checks.append(Check(name, None, f"{path}{'' if path.exists() else ' (created on first run)'}"))
+    checks += daemon_checks(settings)
     return checks
+
+
+def model_checks(settings: Settings) -> list[Check]:
+    """The checks ``translate``/``serve`` make before loading (preflight), one row each; a row that
+    depends on a failed one is shown as skipped."""
+    if settings.model.backend == "openai":
+        rows = [Check("device", None, "generation runs on the [openai] server"),
+                _preflight("base model", preflight.check_base, settings)]
+        if settings.openai.adapter:
+            rows.append(Check("adapter", None, f"{settings.openai.adapter!r}, served by the generation server"))
+        return rows
+    rows = [_preflight("device", preflight.check_device, settings)]
+    rows.append(_preflight("quantization", preflight.check_quantization, settings) if rows[0].ok
+                else Check("quantization", None, "skipped: needs a usable device"))
+    rows.append(_preflight("base model", preflight.check_base, settings))
+    if settings.model.adapter is None:
+        return rows + [Check("adapter", None, "not configured (the base model is used as is)")]
+    if rows[-1].ok is False:
+        return rows + [Check("adapter ↔ base", None, "skipped: needs a usable base model")]
+    rows.append(_preflight("adapter ↔ base", preflight.check_adapter, settings))
+    if rows[-1].ok is False:
+        return rows + [Check("recorded base", None, "skipped: the adapter does not fit")]
+    return rows + [_preflight("recorded base", preflight.check_recorded_base, settings)]
+
+
+def daemon_checks(settings: Settings) -> list[Check]:
+    rows = [_preflight("state dir", preflight.check_state_dir, settings),
+            _preflight("inbox/outbox", preflight.check_folders, settings)]
+    path = preflight.socket_path(settings)
+    if preflight.socket_answers(path):  # translate uses it; serve would need its own socket
+        rows.append(Check("socket", None, f"{path}: a daemon is running and answers there"))
+        if settings.lsp.tcp:
+            rows.append(Check("editor tcp", None, f"{settings.lsp.tcp} (the running daemon's)"))
+        return rows
+    rows.append(_preflight("socket", preflight.check_socket_free, settings))
+    if settings.lsp.tcp:
+        rows.append(_preflight("editor tcp", preflight.check_tcp, settings))
+    return rows
+
+
+def _preflight(name: str, check: Callable[[Settings], str], settings: Settings) -> Check:
+    try:
+        return Check(name, True, check(settings))
+    except AsmrError as exc:
+        return Check(name, False, str(exc))
 
 
 def _generation_server(settings: Settings) -> Check:
@@ -99,25 +144,3 @@ def _japanese_pipeline() -> str:
     sample = "おかえりなさい、お兄ちゃん。今日もお疲れさまでした！ゆっくり休んでくださいね。"
     segments = get_segmenter().split(sample)
     return f"spaCy ja + SudachiPy: {sample!r} -> {len(segments)} sentences"
-
-
-def _directory_check(name: str, path: Path | None, describe: Callable[[Path], str]) -> Check:
-    if path is None:
-        return Check(name, None, "not configured (--base-model / [model] base_model; try `asmr-daemon demo`)"
-                     if name == "base model" else "not configured (the base model is used as is)")
-    try:
-        return Check(name, True, f"{path}: {describe(path)}")
-    except AsmrError as exc:
-        return Check(name, False, str(exc))
-
-
-def _describe_base_model(path: Path) -> str:
-    from asmr_daemon.engine.model_dir import inspect_base_model
-
-    return inspect_base_model(path)
-
-
-def _describe_adapter(path: Path) -> str:
-    from asmr_daemon.engine.adapters import inspect_adapter
-
-    return inspect_adapter(path)

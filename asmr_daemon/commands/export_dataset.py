@@ -26,10 +26,12 @@ def run(args: argparse.Namespace) -> int:
     from asmr_daemon.dataset import pairs_from_memory, write_dataset
     from asmr_daemon.engine.memory import TranslationMemory
     from asmr_daemon.errors import DatasetError
+    from asmr_daemon.preflight import check_output_file
     from asmr_daemon.runtime import MEMORY_FILE
 
     settings = load_settings(Path(args.config) if args.config else None,
                              {("paths", "state_dir"): args.state_dir})
+    out = check_output_file(args.out, "output")
     path = Path(os.path.abspath(settings.paths.state_dir)) / MEMORY_FILE
     if not path.is_file():
         raise DatasetError(f"no translation memory at {path}: nothing was translated or corrected yet",
@@ -43,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
         what = "corrections or accepted translations" if args.include_accepted else "corrections"
         raise DatasetError(f"the translation memory at {path} has no {what} yet",
                            "correct translations in your editor (bilingual layout, then save)")
-    count = write_dataset(args.out, pairs)
-    Console(stderr=True).print(f"wrote {count} pair(s) to {args.out}")
+    count = write_dataset(out, pairs)
+    Console(stderr=True).print(f"wrote {count} pair(s) to {out}")
     return 0

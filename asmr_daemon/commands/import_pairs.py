@@ -28,22 +28,25 @@ def run(args: argparse.Namespace) -> int:
         write_dataset,
     )
     from asmr_daemon.errors import DatasetError, InputError
+    from asmr_daemon.preflight import check_input_files, check_output_file, naming
     from asmr_daemon.scripts import read_script
+
+    inputs = check_input_files([args.file] + ([args.translation] if args.translation else []))
+    out = check_output_file(args.output, "-o")
 
     def read(path: Path):
         try:
             return read_script(path)
-        except FileNotFoundError:
-            raise DatasetError(f"{path} does not exist") from None
         except InputError as exc:
-            raise DatasetError(f"{path}: {exc}") from None
+            raise DatasetError(naming(path, exc.message), exc.hint) from None
 
+    args.file, args.translation = inputs[0], (inputs[1] if len(inputs) > 1 else None)
     if args.translation is None:
         pairs = pairs_from_bilingual(read(args.file), name=str(args.file), skip_unpaired=args.skip_unpaired)
     else:
         pairs = pairs_from_aligned(read(args.file), read(args.translation),
                                    source_name=str(args.file), target_name=str(args.translation))
     pairs = deduplicate(pairs)
-    count = write_dataset(args.output, pairs)
-    Console(stderr=True).print(f"wrote {count} pair(s) to {args.output}")
+    count = write_dataset(out, pairs)
+    Console(stderr=True).print(f"wrote {count} pair(s) to {out}")
     return 0

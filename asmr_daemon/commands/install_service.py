@@ -8,6 +8,9 @@ import os
 import sys
 from pathlib import Path
 
+from asmr_daemon.config import default_config_path
+from asmr_daemon.errors import AsmrError, ConfigError
+
 UNIT_NAME = "asmr-daemon.service"
 
 # The unit, with {exec_start} filled in. systemd/asmr-daemon.service in the repository is this
@@ -83,21 +86,50 @@ def unit_path() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print the unit instead of writing it")
+    parser.add_argument("--force", action="store_true",
+                        help="write the unit even though the service could not start with the current settings")
+
+
+def startup_problem(config: Path | None) -> AsmrError | None:
+    """Why ``serve`` would refuse to start with these settings (the unit would restart in a loop
+    under ``Restart=on-failure``), or None."""
+    from asmr_daemon.config import load_settings
+    from asmr_daemon.preflight import check_base
+
+    try:
+        settings = load_settings(config)
+        if settings.model.base_model is None:
+            where = config or settings.source_file or default_config_path()
+            return ConfigError("no base model is configured, so the service could not start",
+                               f'set [model] base_model = "~/models/chatglm2-6b" in {where} first')
+        check_base(settings)
+    except AsmrError as exc:
+        return exc
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
+    from asmr_daemon.cli import command_name
     from asmr_daemon.watch.outputs import atomic_write_text
 
-    config = Path(args.config) if getattr(args, "config", None) else None
+    config = Path(args.config).expanduser().resolve() if getattr(args, "config", None) else None
     unit = render_unit(exec_start_command(config))
+    problem = startup_problem(config)
     if args.dry_run:
         sys.stdout.write(unit)
+        if problem is not None:
+            print(f"asmr-daemon install-service: warning: {problem}", file=sys.stderr)
         return 0
+    if problem is not None and not args.force:
+        raise ConfigError(f"not installing the service: {problem.message}",
+                          f"{problem.hint + '; ' if problem.hint else ''}or pass --force to install it anyway")
     dest = unit_path()
     atomic_write_text(dest, unit)
+    if problem is not None:
+        print(f"WARNING: the service will not start until this is fixed: {problem}", file=sys.stderr)
     print(f"wrote {dest}")
     print("enable and start it with:")
     print("  systemctl --user daemon-reload && systemctl --user enable --now asmr-daemon")
-    print("then: asmr-daemon status   (logs: journalctl --user -u asmr-daemon -f)")
+    print(f"then: {command_name()} status   (logs: journalctl --user -u asmr-daemon -f)")
     print("to keep it running while you are logged out: loginctl enable-linger")
     return 0

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     folders.add_argument("--state-dir", metavar="DIR",
                          help="job queue, translation memory, status (default: $XDG_STATE_HOME/asmr-daemon)")
     parser.add_argument("--lsp-tcp", metavar="HOST:PORT", help="also serve editors over TCP (default: Unix socket only)")
+    parser.add_argument("--lsp-socket", metavar="PATH",
+                        help="the editor socket (default: $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock); "
+                             "a second daemon needs its own, and its own --state-dir")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -37,11 +40,13 @@ def overrides(args: argparse.Namespace) -> dict[tuple[str, str], object]:
         ("paths", "outbox"): getattr(args, "outbox", None),
         ("paths", "state_dir"): getattr(args, "state_dir", None),
         ("lsp", "tcp"): getattr(args, "lsp_tcp", None),
+        ("lsp", "socket"): getattr(args, "lsp_socket", None),
     }
 
 
 def run(args: argparse.Namespace) -> int:
     from asmr_daemon.config import load_settings
+    from asmr_daemon.preflight import check_model, check_serve
     from asmr_daemon.runtime import build_engine, require_base_model
     from asmr_daemon.service import (
         STATUS_FILE,
@@ -56,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     flags = overrides(args)
     settings = load_settings(config_file, flags)
     require_base_model(settings)
+    check_serve(settings)  # folders, socket, port: refused in a second, not after the model load
+    if settings.model.backend == "local":
+        check_model(settings)  # before the state dir is touched (build_engine checks again, cheaply)
     state_dir = settings.paths.state_dir = Path(os.path.abspath(settings.paths.state_dir))
     # Take the state dir before loading gigabytes: a second daemon fails in a second, not minutes.
     lock = StateLock(state_dir)
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             def use_adapter(adapter_dir: Path) -> str:
                 """Hot switch (CLI, editors, SIGHUP): the base stays loaded; status shows the new adapter."""
                 adapter_dir = Path(os.path.abspath(adapter_dir))
+                check_swap(adapter_dir, current["settings"])
                 log.info("switching to adapter %s", adapter_dir)
                 identity = engine.use_adapter(adapter_dir)
                 model_info.update(adapter=str(adapter_dir), identity=identity, base_loads=base_load_count())
@@ -139,8 +148,18 @@ def lsp_services(engine: Any, settings: Any, use_adapter: Any = None) -> list[An
     """Hook for the editor endpoint (Unix socket, plus TCP with ``--lsp-tcp``): services with
     start()/stop() that the daemon runs next to the watch folder."""
     from asmr_daemon.lsp.endpoint import LspEndpoint
+    from asmr_daemon.preflight import socket_path
 
-    return [LspEndpoint(engine, settings, use_adapter=use_adapter)]
+    return [LspEndpoint(engine, settings, use_adapter=use_adapter, socket_path=socket_path(settings))]
+
+
+def check_swap(adapter_dir: Path, settings: Any) -> None:
+    """A hot switch gets the same provenance check as a start (the shapes are checked on the live model)."""
+    from asmr_daemon.engine.compat import check_provenance
+
+    if settings.model.backend == "local" and settings.model.base_model is not None:
+        check_provenance(adapter_dir, Path(os.path.abspath(settings.model.base_model)),
+                         allow_other_base=settings.model.allow_other_base)
 
 
 def base_load_count() -> int:

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--watch", action="store_true", help="keep showing the status, updated live (Ctrl-C ends it)")
     parser.add_argument("--interval", type=float, default=1.0, metavar="SECONDS",
                         help="how often --watch updates (default: 1)")
+    parser.add_argument("--socket", metavar="PATH",
+                        help="the daemon's editor socket (default: [lsp] socket or $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock)")
 
 
 def pid_alive(pid: Any) -> bool:
@@ -110,15 +112,51 @@ def review_rows(outbox: Path, limit: int = 5) -> list[str]:
     return [head, "review reports (newest first):", *listed, *more]
 
 
+def locate(settings: Any, state_dir: Path) -> tuple[Path, str | None]:
+    """The state dir to show: the configured one while its daemon runs, else the one of a daemon
+    that answers on the socket; and a note when the socket told us."""
+    from asmr_daemon.errors import ConfigError
+    from asmr_daemon.service import STATUS_FILE, StatusFile
+
+    if state_dir.exists() and not state_dir.is_dir():
+        raise ConfigError(f"state dir {state_dir} is a file, not a folder", "pass the daemon's --state-dir DIR")
+    running, _ = daemon_state(StatusFile.read(state_dir / STATUS_FILE))
+    found = None if running else find_through_socket(settings, state_dir)
+    if found is None:
+        return state_dir, None
+    its_state, note = found
+    return its_state or state_dir, note
+
+
+def find_through_socket(settings: Any, state_dir: Path) -> tuple[Path | None, str] | None:
+    """A daemon that answers on the socket while ``state_dir`` shows none: its own state dir, and a
+    note saying how it was found."""
+    from asmr_daemon.preflight import daemon_behind_socket, socket_path
+
+    path = socket_path(settings)
+    behind = daemon_behind_socket(path)
+    if behind is None:
+        return None
+    pid, its_state = behind
+    if its_state is None:
+        return None, f"but a daemon (pid {pid}) answers on {path}: pass its --state-dir"
+    if its_state == state_dir:
+        return None
+    return its_state, f"found through its socket {path}; its state dir is {its_state}, not {state_dir}"
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from asmr_daemon.config import load_settings
 
     settings = load_settings(Path(args.config) if args.config else None,
-                             {("paths", "state_dir"): getattr(args, "state_dir", None)})
-    state_dir = Path(os.path.abspath(settings.paths.state_dir))
+                             {("paths", "state_dir"): getattr(args, "state_dir", None),
+                              ("lsp", "socket"): getattr(args, "socket", None)})
+    state_dir, note = locate(settings, Path(os.path.abspath(settings.paths.state_dir)))
     console = Console()
+    if note:
+        console.print(f"daemon: {note}", markup=False, highlight=False, soft_wrap=True)
     if not getattr(args, "watch", False):
         console.print(view(settings, state_dir))
         return 0

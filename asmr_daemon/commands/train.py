@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     hp.add_argument("--seed", type=int, default=d.seed, help="random seed (default: 0)")
     parser.add_argument("--resume-from", metavar="DIR", type=Path,
                         help="continue training this adapter (its rank, alpha and modules are kept)")
+    parser.add_argument("--allow-other-base", action="store_true",
+                        help="resume an adapter even though it records another base model")
     parser.add_argument("--template", help="prompt template with {source} (default: [prompt] template from the config)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
     parser.add_argument("--quantize", choices=["none", "4bit"], default="none",
@@ -77,18 +79,17 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from asmr_daemon.cli import command_name
     from asmr_daemon.config import load_settings
     from asmr_daemon.dataset import read_dataset
-    from asmr_daemon.errors import ConfigError, DatasetError
+    from asmr_daemon.errors import DatasetError
     from asmr_daemon.runtime import require_base_model
 
     settings = load_settings(Path(args.config) if args.config else None,
                              {("model", "base_model"): args.base_model, ("prompt", "template"): args.template})
     base_dir = require_base_model(settings)
     config = train_config(args, settings.prompt.template)
-    out: Path = args.out
-    if (out / "adapter_config.json").exists() and not args.force:
-        raise ConfigError(f"{out} already holds an adapter", "pass --force to replace it, or choose another --out")
+    out = preflight(args, settings)
     pairs = read_dataset(args.data)
     console = Console(stderr=True)
 
@@ -126,8 +127,11 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(str(epoch), f"{train:.4f}", "-" if val is None else f"{val:.4f}")
     console.print(table)
 
+    from asmr_daemon.engine.compat import base_fingerprint
+
     base = model.config
     identity = {"dir": str(base_dir), "identity": loaded.identity, "model_type": "glm",
+                "fingerprint": base_fingerprint(base_dir),
                 "hidden_size": base.hidden_size, "num_hidden_layers": base.num_hidden_layers,
                 "vocab_size": base.vocab_size}
     meta = adapter_metadata(config, pairs, base_identity=identity, result=result)
@@ -137,5 +141,23 @@ def run(args: argparse.Namespace) -> int:
     save_adapter(result.model, out, metadata=meta, base_model_name_or_path=str(base_dir))
     if result.skipped:
         console.print(f"[yellow]{result.skipped} pair(s) longer than --max-length {config.max_length} were skipped[/]")
-    console.print(f"adapter written to {out} (load it with --adapter {out} or `asmr-daemon use-adapter {out}`)")
+    console.print(f"adapter written to {out} (load it with --adapter {out} or `{command_name()} use-adapter {out}`)")
     return 0
+
+
+def preflight(args: argparse.Namespace, settings: Any) -> Path:
+    """Everything that would make hours of training end in an error: the data, the output folder,
+    the device, quantization, the base model and the adapter to resume. Returns --out, absolute."""
+    from dataclasses import replace
+
+    from asmr_daemon import preflight as checks
+    from asmr_daemon.errors import ConfigError
+
+    checks.check_input_file(args.data, "data set")
+    out = checks.check_writable_dir(args.out, "--out")
+    if (out / "adapter_config.json").exists() and not args.force:
+        raise ConfigError(f"{out} already holds an adapter", "pass --force to replace it, or choose another --out")
+    model = replace(settings.model, device=args.device, quantize=args.quantize,
+                    adapter=args.resume_from, allow_other_base=bool(args.allow_other_base))
+    checks.check_model(replace(settings, model=model))
+    return out

@@ -44,12 +44,16 @@ def run(args: argparse.Namespace) -> int:
 
     from asmr_daemon.config import load_settings
     from asmr_daemon.errors import InputError
+    from asmr_daemon.preflight import check_input_files, check_writable_dir, naming
     from asmr_daemon.progress import make_progress
     from asmr_daemon.runtime import build_engine, require_base_model
     from asmr_daemon.translate_file import result_lines, translate_file
 
     check_distinct_outputs(args)  # before any work: one output must never take two inputs
     console = Console(stderr=True)
+    args.files = check_input_files(args.files, "script")  # before a daemon call or a model load
+    if args.output_dir is not None:
+        args.output_dir = check_writable_dir(args.output_dir, "-o")
     model_flags = any(value is not None for value in model_overrides(args).values())
     if not (args.in_process or model_flags or args.state_dir or args.config):
         status = translate_with_daemon(args, console)
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
                                             progress=functools.partial(_show_progress, bar, task))
                 except (InputError, FileNotFoundError) as exc:
                     failures += 1
-                    console.print(f"[red]{escape(str(src))}:[/] {escape(str(exc))}")
+                    console.print(f"[red]{escape(naming(src, str(exc)))}[/]")
                     continue
                 finally:
                     bar.remove_task(task)  # a result line replaces the bar: none is left behind
@@ -114,10 +118,12 @@ def destination(args: argparse.Namespace, src: Path) -> Path:
 
 def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # type: ignore[no-untyped-def]
     """Have the running daemon translate the files; None when no daemon answers."""
+
     from asmr_daemon.errors import AsmrError, DaemonNotRunning
     from asmr_daemon.lsp.client import execute_command
     from asmr_daemon.lsp.commands import TRANSLATE_FILE
     from asmr_daemon.lsp.endpoint import default_socket_path
+    from asmr_daemon.preflight import naming
     from asmr_daemon.translate_file import result_lines
 
     socket_path = args.socket or default_socket_path()
@@ -135,7 +141,7 @@ def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # t
             raise
         except AsmrError as exc:
             failures += 1
-            console.print(f"{src}: {exc}", style="red", markup=False, highlight=False)
+            console.print(naming(src, str(exc)), style="red", markup=False, highlight=False)
             continue
         result = answer if isinstance(answer, dict) else {"output": str(dest)}
         for line in result_lines(src, result):

@@ -22,12 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from asmr_daemon.engine.compat import read_adapter_header, short
     from asmr_daemon.lsp.client import execute_command
     from asmr_daemon.lsp.commands import USE_ADAPTER
     from asmr_daemon.lsp.endpoint import default_socket_path
 
     adapter = Path(os.path.abspath(args.adapter.expanduser()))
+    read_adapter_header(adapter)  # a wrong path is told here, not by the daemon
     result = execute_command(args.socket or default_socket_path(), USE_ADAPTER, [str(adapter)])
-    identity = result.get("identity", "?") if isinstance(result, dict) else result
-    Console().print(f"the daemon now uses {adapter}\nidentity {identity}")
+    identity = result.get("identity") if isinstance(result, dict) else result
+    Console().print(f"the daemon now uses {adapter} (identity {short(str(identity) if identity else None)})")
     return 0

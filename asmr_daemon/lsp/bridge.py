@@ -28,7 +28,11 @@ def connect(path: Path) -> socket.socket:
         sock.connect(str(path))
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
         sock.close()
-        raise DaemonNotRunning(f"no daemon is running (socket {path})") from exc
+        from asmr_daemon.cli import command_name
+
+        raise DaemonNotRunning(f"no daemon is running on the socket {path}",
+                               f"start it with `{command_name()} serve` or `systemctl --user start asmr-daemon`, "
+                               "or pass the --socket of the one you run") from exc
     return sock
 
 
@@ -65,9 +69,11 @@ def run_bridge(socket_path: Path) -> int:
     try:
         sock = connect(socket_path)
     except DaemonNotRunning:
+        from asmr_daemon.cli import command_name
+
         print(
             f"asmr-daemon lsp: no daemon is running (socket {socket_path}); "
-            "start it with `asmr-daemon serve` or use --standalone",
+            f"start it with `{command_name()} serve` or use --standalone",
             file=sys.stderr,
         )
         return 1

@@ -20,8 +20,11 @@ def test_bridge_without_daemon_says_how_to_start_one(tmp_path):
     sock = tmp_path / "none" / "lsp.sock"
     proc = subprocess.run([*BRIDGE, "--socket", str(sock)], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1
+    from asmr_daemon.cli import command_name
+
     assert proc.stderr.strip() == (
-        f"asmr-daemon lsp: no daemon is running (socket {sock}); start it with `asmr-daemon serve` or use --standalone"
+        f"asmr-daemon lsp: no daemon is running (socket {sock}); start it with `{command_name()} serve` "
+        "or use --standalone"
     )
 
 

@@ -299,6 +299,9 @@ async def test_daemon_switches_adapters_without_reloading_the_base(daemon: Daemo
     assert log.count("loading model") == 1 and "the base model was not reloaded" in log
 
 
-def test_use_adapter_without_a_daemon_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    assert main(["use-adapter", str(tmp_path)]) == 1
+def test_use_adapter_without_a_daemon_is_a_clear_error(tiny_kit: Kit, tmp_path: Path, capsys) -> None:
+    assert main(["use-adapter", str(tiny_kit.native_adapter_dir)]) == 1
     assert "no daemon is running" in capsys.readouterr().err
+    # A folder that is no adapter is told before any daemon is asked.
+    assert main(["use-adapter", str(tmp_path)]) == 1
+    assert f"{tmp_path} is not a peft adapter directory" in capsys.readouterr().err

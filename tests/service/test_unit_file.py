@@ -56,8 +56,9 @@ def test_a_bad_key_is_caught_by_the_stderr_check(tmp_path):
 
 
 @needs_systemd_analyze
-def test_install_service_writes_a_unit_that_verifies(tmp_path, monkeypatch, capsys):
+def test_install_service_writes_a_unit_that_verifies(tmp_path, monkeypatch, capsys, tiny_kit):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("ASMR_MODEL_BASE_MODEL", str(tiny_kit.base_dir))
     from asmr_daemon.cli import main
 
     assert main(["install-service"]) == 0
@@ -86,3 +87,20 @@ def test_dry_run_prints_the_unit_and_writes_nothing(tmp_path, monkeypatch, capsy
 def test_exec_start_quotes_spaces_and_percent():
     assert install_service._quote("/home/a b/%x") == '"/home/a b/%%x"'
     assert install_service._quote("/usr/bin/python3") == "/usr/bin/python3"
+
+
+def test_install_service_refuses_without_a_base_model(tmp_path, monkeypatch, capsys):
+    """The unit could only restart in a loop (Restart=on-failure): refuse, say what to set, write nothing."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    from asmr_daemon.cli import main
+
+    assert main(["install-service"]) == 1
+    err = capsys.readouterr().err
+    config = tmp_path / "config" / "asmr-daemon" / "config.toml"
+    assert err.strip() == ("asmr-daemon install-service: error: not installing the service: no base model is "
+                           "configured, so the service could not start (set [model] base_model = "
+                           f'"~/models/chatglm2-6b" in {config} first; or pass --force to install it anyway)')
+    assert not (tmp_path / "config" / "systemd").exists()
+    assert main(["install-service", "--force"]) == 0
+    assert "WARNING: the service will not start until this is fixed" in capsys.readouterr().err
+    assert (tmp_path / "config" / "systemd" / "user" / "asmr-daemon.service").is_file()

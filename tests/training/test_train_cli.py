@@ -13,6 +13,7 @@ from kit import Kit
 from asmr_daemon.adapter_files import METADATA_FILE
 from asmr_daemon.cli import main
 from asmr_daemon.dataset import read_dataset, write_dataset
+from asmr_daemon.engine.compat import base_fingerprint
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.runtime import MEMORY_FILE
 from asmr_daemon.tiny_model import TINY_TRAIN
@@ -63,6 +64,8 @@ def test_train_cli_adapter_translates_its_targets_and_validation_loss_falls(tiny
     assert len(val) == 30 and val[-1] < val[0] / 2, val
     assert meta["template"] == TINY_TRAIN.template and meta["data"]["pairs"] == len(data)
     assert meta["split"]["validation"] == 6 and meta["base"]["dir"] == str(tiny_kit.base_dir)
+    # The base's fingerprint (not its path) is what later refuses this adapter on another base.
+    assert meta["base"]["fingerprint"] == base_fingerprint(tiny_kit.native_base_dir) is not None
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
 
     train_idx, _ = split_pairs(data, 0.2, 0)  # the same split the command made
