@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                       lines=args.lines or (64 if mid else 160), probes=args.probes or (8 if mid else 20),
                       job_lines=args.job_lines or (96 if mid else 400), loop_threads=args.loop_threads,
                       naive=args.naive)
-        runs = [run_once(setup) for _ in range(args.runs)]
+        runs = []
+        for number in range(1, args.runs + 1):
+            runs.append(run_once(setup))
+            print(f"run {number}: " + ", ".join(f"{k} {v:.4g}" for k, v in runs[-1].items()), file=sys.stderr)
     report(runs, setup)
     return 0
 

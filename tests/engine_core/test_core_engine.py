@@ -35,15 +35,15 @@ def test_interactive_requests_jump_ahead_of_the_remaining_batch(make_engine) -> 
     for f in editor + batch_futures:
         f.result(T)
     assert len(backend.calls[0].sources) == 16
-    # Served in the very next step, which the oldest batch rows fill up.
+    # Served in the very next step, which carries the two oldest batch rows (16 // 8) along.
     assert set(backend.calls[1].sources[:2]) == set(interactive)
-    assert backend.calls[1].sources[2:] == tuple(batch[16:30])
+    assert backend.calls[1].sources[2:] == tuple(batch[16:18])
     assert sorted(backend.rows) == sorted(batch + interactive)  # everything exactly once
     assert all(len(c.sources) <= 16 for c in backend.calls)
     assert editor[0].result().text == fake_translate(interactive[0])
     assert backend.threads == {"asmr-engine"}  # tokenizer and model only on the worker
-    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 5
-    assert engine.stats["joined"] == 14
+    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 6
+    assert engine.stats["joined"] == 2
 
 
 def test_batches_are_length_sorted(make_engine) -> None:
@@ -319,10 +319,10 @@ def test_an_editor_request_joins_the_batch_rows_it_stopped_and_nothing_is_lost(m
     results = [f.result(10).text for f in batch]
     assert results == [fake_translate(f"ファイルの行{i}です") for i in range(8)]  # exact, none lost
     first, second = backend.calls[0].sources, backend.calls[1].sources
-    # The hover ran right after the cut, together with the three rows it cut short.
-    assert len(first) == 4 and second[0] == "ひとつだけ" and set(second[1:]) == set(first) - {first[0]}
+    # The hover ran right after the cut, carrying the oldest row it cut short along (4 // 8 -> 1).
+    assert len(first) == 4 and second == ("ひとつだけ", first[1])
     assert backend.stop_polls[0] is True
-    assert engine.stats["preempted"] == 3 and engine.stats["joined"] == 3
+    assert engine.stats["preempted"] == 3 and engine.stats["joined"] == 1
     # The three cut rows continued (prompt + their two tokens) instead of starting over.
     assert len(backend.partial) == 3
     assert engine.stats["rows"] == 8 + 1 + 3

@@ -34,11 +34,11 @@ def test_interactive_before_batch_even_when_later() -> None:
         s.add(req(k))
     s.add(req("x", priority=Priority.INTERACTIVE))
     s.add(req("y", priority=Priority.INTERACTIVE))
-    plan = s.plan(max_batch=4, token_budget=10_000)
-    # Editor rows first; the oldest batch rows fill the call up and advance meanwhile.
+    plan = s.plan(max_batch=16, token_budget=10_000)
+    # Editor rows first; the oldest batch rows (16 // 8) go along and advance meanwhile.
     assert keys(plan) == ["x", "y", "a", "b"] and plan.priority is Priority.INTERACTIVE
-    assert keys(s.plan(4, 10_000)) == ["c"]
-    assert s.plan(4, 10_000) is None
+    assert keys(s.plan(16, 10_000)) == ["c"]
+    assert s.plan(16, 10_000) is None
 
 
 def test_length_sorted_within_the_batch() -> None:
@@ -138,7 +138,7 @@ def test_drain_returns_waiting_only() -> None:
 
 
 def test_rows_an_editor_cut_short_join_its_plan() -> None:
-    s = Scheduler()
+    s = Scheduler(join_divisor=1)  # as many as the batch holds
     batch = [req(k) for k in "abcd"]
     for r in batch:
         s.add(r)
@@ -169,3 +169,11 @@ def test_retries_and_isolated_rows_run_apart() -> None:
     first = s.plan(8, 1000)
     assert keys(first) == ["a", "b"] and first.retry
     assert [keys(s.plan(8, 1000)) for _ in range(3)] == [["c"], ["d"], ["e", "f"]]
+
+
+def test_an_editor_call_carries_a_few_batch_rows_along() -> None:
+    s = Scheduler()  # join_divisor 8: 32 // 8 = 4 rows
+    for i in range(40):
+        s.add(req(f"b{i}"))
+    s.add(req("hover", priority=Priority.INTERACTIVE))
+    assert keys(s.plan(32, 100_000)) == ["hover", "b0", "b1", "b2", "b3"]

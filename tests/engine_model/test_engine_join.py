@@ -93,10 +93,10 @@ def test_an_editor_request_joins_the_running_batch_and_changes_no_output(backend
     assert [got_hover, *got_job] == expected
     assert all(t.origin == "model" for t in expected)
     stats = engine.stats
-    assert stats["preempted"] == len(job_sources) and stats["joined"] == len(job_sources)
-    # The batch rows went on in the editor's call, which answered the editor the step its row ended.
-    assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered",
-                               f"call of {len(job_sources) + 1} returned"]
+    assert stats["preempted"] == len(job_sources) and stats["joined"] == 1  # 8 // 8 rows went along
+    # The oldest batch row went on in the editor's call, which answered the editor the step its
+    # row ended.
+    assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered", "call of 2 returned"]
 
 
 def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(backend, tiny_kit, tmp_path):
