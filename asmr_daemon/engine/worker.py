@@ -133,8 +133,10 @@ class Worker:
             return exc
 
     def _row_done(self, backend: Backend, request: Request, ids: list[int]) -> None:
-        """A row ended while its call goes on: answer it now (worker thread, inside ``generate``)."""
-        if request.status is RequestStatus.RUNNING:
+        """An editor's row ended while its call goes on: answer it now (worker thread, inside
+        ``generate``). Batch rows wait for the call's end: their memory writes would only delay
+        the editor's next steps."""
+        if request.status is RequestStatus.RUNNING and request.priority is Priority.INTERACTIVE:
             self._settle(request, backend, backend.decode(request.generated + list(ids)).strip())
 
     # -- apply -----------------------------------------------------------------------------

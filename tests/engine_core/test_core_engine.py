@@ -9,6 +9,7 @@ import pytest
 from asmr_daemon.engine.engine import Segment
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Priority, Translation, Unfinished
+from asmr_daemon.engine.scheduler import Scheduler
 
 from .fakes import FakeBackend, fake_translate
 
@@ -35,15 +36,16 @@ def test_interactive_requests_jump_ahead_of_the_remaining_batch(make_engine) -> 
     for f in editor + batch_futures:
         f.result(T)
     assert len(backend.calls[0].sources) == 16
-    # Served in the very next step, which carries the two oldest batch rows (16 // 8) along.
+    # Served in the very next step, which carries the oldest batch rows along.
+    along = 16 // Scheduler().join_divisor
     assert set(backend.calls[1].sources[:2]) == set(interactive)
-    assert backend.calls[1].sources[2:] == tuple(batch[16:18])
+    assert backend.calls[1].sources[2:] == tuple(batch[16 : 16 + along])
     assert sorted(backend.rows) == sorted(batch + interactive)  # everything exactly once
     assert all(len(c.sources) <= 16 for c in backend.calls)
     assert editor[0].result().text == fake_translate(interactive[0])
     assert backend.threads == {"asmr-engine"}  # tokenizer and model only on the worker
-    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + 6
-    assert engine.stats["joined"] == 2
+    assert engine.stats["batches"] == len(backend.calls) == 1 + 1 + -(-(100 - 16 - along) // 16)
+    assert engine.stats["joined"] == along
 
 
 def test_batches_are_length_sorted(make_engine) -> None:
@@ -319,10 +321,11 @@ def test_an_editor_request_joins_the_batch_rows_it_stopped_and_nothing_is_lost(m
     results = [f.result(10).text for f in batch]
     assert results == [fake_translate(f"ファイルの行{i}です") for i in range(8)]  # exact, none lost
     first, second = backend.calls[0].sources, backend.calls[1].sources
-    # The hover ran right after the cut, carrying the oldest row it cut short along (4 // 8 -> 1).
-    assert len(first) == 4 and second == ("ひとつだけ", first[1])
+    # The hover ran right after the cut, carrying the oldest rows it cut short along.
+    along = max(1, 4 // Scheduler().join_divisor)
+    assert len(first) == 4 and second == ("ひとつだけ", *first[1 : 1 + along])
     assert backend.stop_polls[0] is True
-    assert engine.stats["preempted"] == 3 and engine.stats["joined"] == 1
+    assert engine.stats["preempted"] == 3 and engine.stats["joined"] == along
     # The three cut rows continued (prompt + their two tokens) instead of starting over.
     assert len(backend.partial) == 3
     assert engine.stats["rows"] == 8 + 1 + 3

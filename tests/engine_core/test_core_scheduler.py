@@ -29,13 +29,13 @@ def test_status_order_and_request_order() -> None:
 
 
 def test_interactive_before_batch_even_when_later() -> None:
-    s = Scheduler()
+    s = Scheduler(join_divisor=8)
     for k in "abc":
         s.add(req(k))
     s.add(req("x", priority=Priority.INTERACTIVE))
     s.add(req("y", priority=Priority.INTERACTIVE))
     plan = s.plan(max_batch=16, token_budget=10_000)
-    # Editor rows first; the oldest batch rows (16 // 8) go along and advance meanwhile.
+    # Editor rows first; the oldest batch rows (16 // 8 of them) go along and advance meanwhile.
     assert keys(plan) == ["x", "y", "a", "b"] and plan.priority is Priority.INTERACTIVE
     assert keys(s.plan(16, 10_000)) == ["c"]
     assert s.plan(16, 10_000) is None
@@ -172,7 +172,7 @@ def test_retries_and_isolated_rows_run_apart() -> None:
 
 
 def test_an_editor_call_carries_a_few_batch_rows_along() -> None:
-    s = Scheduler()  # join_divisor 8: 32 // 8 = 4 rows
+    s = Scheduler(join_divisor=8)  # 32 // 8 = 4 rows
     for i in range(40):
         s.add(req(f"b{i}"))
     s.add(req("hover", priority=Priority.INTERACTIVE))

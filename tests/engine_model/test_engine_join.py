@@ -16,6 +16,7 @@ from asmr_daemon.engine.engine import Engine, Segment
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.requests import Priority, Translation
+from asmr_daemon.engine.scheduler import Scheduler
 
 T = 60  # seconds; only a guard against hangs
 
@@ -93,10 +94,12 @@ def test_an_editor_request_joins_the_running_batch_and_changes_no_output(backend
     assert [got_hover, *got_job] == expected
     assert all(t.origin == "model" for t in expected)
     stats = engine.stats
-    assert stats["preempted"] == len(job_sources) and stats["joined"] == 1  # 8 // 8 rows went along
-    # The oldest batch row went on in the editor's call, which answered the editor the step its
+    along = 8 // Scheduler().join_divisor
+    assert stats["preempted"] == len(job_sources) and stats["joined"] == along
+    # The oldest batch rows went on in the editor's call, which answered the editor the step its
     # row ended.
-    assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered", "call of 2 returned"]
+    assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered",
+                               f"call of {1 + along} returned"]
 
 
 def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(backend, tiny_kit, tmp_path):
