@@ -121,7 +121,13 @@ class OutputSettings:
 class LspSettings:
     tcp: str = ""
     socket: Path | None = None  # default: $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock
+    # Every TCP client must send it; empty: the daemon's own, generated into STATE_DIR/lsp.token.
     token: str = ""
+    # Bounds per editor connection; 0 = derived from [watch] max_file_bytes (see lsp/framing.py).
+    max_header_bytes: int = 4096
+    max_message_bytes: int = 0
+    max_requests_in_flight: int = 32
+    max_output_bytes: int = 0
 
 
 @dataclass

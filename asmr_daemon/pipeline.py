@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,13 +34,35 @@ class LineTranslation:
     problems: tuple[str, ...]
 
 
+_INDEX_CACHE_SIZE = 4
+_index_cache: OrderedDict[int, tuple[Document, int, list[Line], dict[int, int]]] = OrderedDict()
+_index_lock = threading.Lock()
+
+
+def _text_index(doc: Document) -> tuple[list[Line], dict[int, int]]:
+    """The document's TEXT lines and each one's position among them. Cached for the last few
+    documents: an editor asks for lines of one big document one at a time (hovers, hints, a
+    code action over a range), and rebuilding this per line made that quadratic."""
+    with _index_lock:
+        hit = _index_cache.get(id(doc))
+        if hit is not None and hit[0] is doc and hit[1] == len(doc.lines):
+            _index_cache.move_to_end(id(doc))
+            return hit[2], hit[3]
+    lines = [line for line in doc.lines if line.kind is LineKind.TEXT]
+    position = {line.index: i for i, line in enumerate(lines)}
+    with _index_lock:
+        _index_cache[id(doc)] = (doc, len(doc.lines), lines, position)
+        while len(_index_cache) > _INDEX_CACHE_SIZE:
+            _index_cache.popitem(last=False)
+    return lines, position
+
+
 class _Planner:
     """Context and glossary entries for the segments of one document's TEXT lines."""
 
     def __init__(self, engine: Engine, doc: Document, glossary: Glossary | None, context_lines: int) -> None:
         self.engine = engine
-        self.lines = [line for line in doc.lines if line.kind is LineKind.TEXT]
-        self.position = {line.index: i for i, line in enumerate(self.lines)}
+        self.lines, self.position = _text_index(doc)
         self.glossary = glossary
         self.context_lines = max(0, context_lines)
         self._entries: dict[str, tuple[GlossaryEntry, ...]] = {}

@@ -56,6 +56,14 @@ def result_lines(src: Path, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A translated script before it is written: the output's bytes and its flagged lines."""
+
+    data: bytes
+    flags: tuple[Flag, ...] = ()
+
+
 def translate_file(engine: Engine, src: Path, dest: Path, settings: Settings, *,
                    priority: Priority | None = None,
                    progress: Callable[[int, int], None] | None = None,
@@ -70,15 +78,33 @@ def translate_file(engine: Engine, src: Path, dest: Path, settings: Settings, *,
     ``.code``) when ``src`` is not a readable script; the glossary is ``[prompt] glossary`` merged
     with a ``glossary.tsv`` beside the script.
     """
-    from asmr_daemon.engine.glossary import glossary_for_script
-    from asmr_daemon.engine.requests import Priority
-    from asmr_daemon.output_files import Published, publish, publish_review, sha256_of
-    from asmr_daemon.pipeline import translate_document
-    from asmr_daemon.review import flags_for, report
-    from asmr_daemon.scripts import read_script
-    from asmr_daemon.scripts.writer import atomic_write_bytes, encode_translation
+    from asmr_daemon.output_files import Published, publish_review
+    from asmr_daemon.review import report
+    from asmr_daemon.scripts.writer import atomic_write_bytes
 
     src, dest = Path(src), Path(dest)
+    rendered = render_file(engine, src, settings, dest_name=dest.name, priority=priority, progress=progress,
+                           cancel=cancel)
+    if staged:
+        review = publish_review(dest, report(src.name, list(rendered.flags)))
+        atomic_write_bytes(dest, rendered.data)  # after the review: the caller records the staged file once it exists
+        return FileResult(Published(dest, dest), rendered.flags, review)
+    return publish_rendered(rendered, src, dest)
+
+
+def render_file(engine: Engine, src: Path, settings: Settings, *, dest_name: str,
+                priority: Priority | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                cancel: threading.Event | None = None) -> Rendered:
+    """Read, translate and encode the script ``src``; nothing is written (``asmr.translateFile``
+    sends this back to the ``translate`` command, which publishes it as the user)."""
+    from asmr_daemon.engine.glossary import glossary_for_script
+    from asmr_daemon.engine.requests import Priority
+    from asmr_daemon.pipeline import translate_document
+    from asmr_daemon.review import flags_for
+    from asmr_daemon.scripts import read_script
+    from asmr_daemon.scripts.writer import encode_translation
+
     doc = read_script(src, max_bytes=settings.watch.max_file_bytes)
     glossary = glossary_for_script(src, settings.prompt.glossary)
     results = translate_document(engine, doc, priority=Priority.BATCH if priority is None else priority,
@@ -86,13 +112,15 @@ def translate_file(engine: Engine, src: Path, dest: Path, settings: Settings, *,
                                  progress=progress, cancel=cancel)
     data = encode_translation(doc, {index: line.text for index, line in results.items()},
                               bilingual=settings.output.bilingual, encoding=settings.output.encoding,
-                              newline=settings.output.newline, dest_name=dest.name)
-    flags = flags_for(doc, results)
-    text = report(src.name, flags)  # the name: in the watch folder `src` is a private link to the inbox file
-    if staged:
-        review = publish_review(dest, text)  # first: the caller records the staged file once it exists
-        atomic_write_bytes(dest, data)
-        return FileResult(Published(dest, dest), tuple(flags), review)
-    published = publish(data, dest, source_sha256=sha256_of(src))
-    review = publish_review(published.path, text)
-    return FileResult(published, tuple(flags), review)
+                              newline=settings.output.newline, dest_name=dest_name)
+    return Rendered(data, tuple(flags_for(doc, results)))
+
+
+def publish_rendered(rendered: Rendered, src: Path, dest: Path) -> FileResult:
+    """Write a rendered output at ``dest`` (or beside it, see ``output_files``), with its review report."""
+    from asmr_daemon.output_files import publish, publish_review, sha256_of
+    from asmr_daemon.review import report
+
+    published = publish(rendered.data, dest, source_sha256=sha256_of(src))
+    review = publish_review(published.path, report(src.name, list(rendered.flags)))
+    return FileResult(published, rendered.flags, review)

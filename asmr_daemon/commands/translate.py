@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from asmr_daemon.progress import PlainProgress
+    from asmr_daemon.translate_file import Rendered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -117,14 +118,14 @@ def destination(args: argparse.Namespace, src: Path) -> Path:
 
 
 def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # type: ignore[no-untyped-def]
-    """Have the running daemon translate the files; None when no daemon answers."""
+    """Have the running daemon translate the files; None when no daemon answers.
 
+    The daemon only translates: this command reads each script (and a ``glossary.tsv`` beside
+    it) and writes the output itself, as the user -- the daemon touches no path a client names."""
     from asmr_daemon.errors import AsmrError, DaemonNotRunning
-    from asmr_daemon.lsp.client import execute_command
-    from asmr_daemon.lsp.commands import TRANSLATE_FILE
     from asmr_daemon.lsp.endpoint import default_socket_path
     from asmr_daemon.preflight import naming
-    from asmr_daemon.translate_file import result_lines
+    from asmr_daemon.translate_file import publish_rendered, result_lines
 
     socket_path = args.socket or default_socket_path()
     failures = 0
@@ -133,18 +134,35 @@ def translate_with_daemon(args: argparse.Namespace, console) -> int | None:  # t
         dest = destination(args, src)
         try:
             with console.status(f"{src.name}: translating with the running daemon..."):
-                answer = execute_command(socket_path, TRANSLATE_FILE,
-                                         [str(src), str(dest), {"bilingual": bool(args.bilingual)}])
+                rendered = _render_with_daemon(socket_path, src, bool(args.bilingual))
+            result = publish_rendered(rendered, src, dest).as_dict()
         except DaemonNotRunning:
             if number == 0:
                 return None  # nobody listens: load the model here instead
             raise
-        except AsmrError as exc:
+        except (AsmrError, OSError) as exc:
             failures += 1
             console.print(naming(src, str(exc)), style="red", markup=False, highlight=False)
             continue
-        result = answer if isinstance(answer, dict) else {"output": str(dest)}
         for line in result_lines(src, result):
             console.print(line + (" (by the running daemon)" if line.startswith(str(src)) else ""),
                           markup=False, highlight=False, soft_wrap=True)
     return 1 if failures else 0
+
+
+def _render_with_daemon(socket_path: Path, src: Path, bilingual: bool) -> Rendered:
+    """``asmr.translateFile`` with the script's bytes: the daemon's ``Rendered`` output."""
+    import base64
+
+    from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME
+    from asmr_daemon.lsp.client import execute_command
+    from asmr_daemon.lsp.commands import TRANSLATE_FILE
+    from asmr_daemon.review import Flag
+    from asmr_daemon.translate_file import Rendered
+
+    script = {"name": src.name, "content": base64.b64encode(src.read_bytes()).decode("ascii")}
+    glossary = src.parent / SCRIPT_GLOSSARY_NAME
+    if glossary.is_file():
+        script["glossary"] = glossary.read_text(encoding="utf-8")
+    answer = execute_command(socket_path, TRANSLATE_FILE, [script, {"bilingual": bilingual}])
+    return Rendered(base64.b64decode(answer["content"]), tuple(Flag(**f) for f in answer.get("flags") or ()))

@@ -4,13 +4,15 @@ table ``build_server`` registers. Names are the contract with the CLI and the ed
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import dataclasses
 import functools
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,11 +24,16 @@ from asmr_daemon.lsp import convert
 from asmr_daemon.lsp.convert import BadRequest, ParsedBuffer
 from asmr_daemon.lsp.session import AsmrLanguageServer
 from asmr_daemon.lsp.translate import Shown
+from asmr_daemon.scripts import output_name
 
 TRANSLATE_DOCUMENT = "asmr.translateDocument"
 USE_ADAPTER = "asmr.useAdapter"
 TRANSLATE_FILE = "asmr.translateFile"
 REQUEST_FAILED = -32803  # LSP's RequestFailed
+USE_ADAPTER_REFUSED = (f"{USE_ADAPTER} is accepted only over the daemon's Unix socket: run "
+                       "`asmr-daemon use-adapter DIR` on the daemon's machine")
+TRANSLATE_FILE_USAGE = (f"{TRANSLATE_FILE} takes {{\"name\": \"notes.txt\", \"content\": BASE64}} or an open "
+                        "document's uri, and optionally {\"bilingual\": true}; it reads and writes no paths")
 
 
 async def translate_document(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
@@ -44,23 +51,59 @@ async def translate_document(ls: AsmrLanguageServer, *args: Any) -> dict[str, An
 
 
 async def translate_file(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
-    """``asmr-daemon translate`` through the running daemon: the same code path as a file dropped
-    into the inbox (the daemon reads ``src`` and writes ``dest`` atomically), with its model."""
-    if len(args) not in (2, 3) or not all(isinstance(a, str) and Path(a).is_absolute() for a in args[:2]):
-        raise BadRequest(f"{TRANSLATE_FILE} takes the absolute source and destination paths "
-                         "(and optionally {\"bilingual\": true})")
-    options = args[2] if len(args) == 3 and isinstance(args[2], dict) else {}
+    """``asmr-daemon translate`` through the running daemon: the script's bytes in, the output's
+    bytes out (the same code path as a file dropped into the inbox, with the daemon's model).
+    Arguments: ``{"name", "content"(base64), "glossary"?}`` or the uri of a document open in
+    this session, then optionally ``{"bilingual": true}``. The daemon reads and writes no path a
+    client names; the caller writes the output itself."""
+    if len(args) not in (1, 2) or len(args) == 2 and not isinstance(args[1], dict):
+        raise BadRequest(TRANSLATE_FILE_USAGE)
+    name, data, glossary = await _script_argument(ls, args[0])
+    options = args[1] if len(args) == 2 else {}
     try:
-        result = await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(ls.translator.file, Path(args[0]), Path(args[1]),
+        rendered = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(ls.translator.file_bytes, name, data, glossary=glossary,
                                     bilingual=bool(options.get("bilingual", False))))
     except (InputError, OSError) as exc:  # the caller asked for this file: say why it failed
-        raise JsonRpcException(message=str(exc), code=REQUEST_FAILED) from None
-    return result.as_dict()  # where the output went (and why there), flagged lines, review report
+        message = exc.message if isinstance(exc, InputError) else f"{name}: {exc.strerror or exc}"
+        raise JsonRpcException(message=message, code=REQUEST_FAILED) from None
+    return {"name": output_name(name), "content": base64.b64encode(rendered.data).decode("ascii"),
+            "flags": [dataclasses.asdict(flag) for flag in rendered.flags]}
+
+
+async def _script_argument(ls: AsmrLanguageServer, given: Any) -> tuple[str, bytes, str | None]:
+    """(file name, bytes, glossary text) from a ``{"name", "content"}`` object or an open document."""
+    if isinstance(given, str):  # an open document: its text, as the editor has it
+        document = ls.workspace.text_documents.get(unquote(given))
+        if document is None:
+            raise BadRequest(f"{TRANSLATE_FILE}: that document is not open in this session")
+        return _file_name(PurePosixPath(convert.uri_path(given)).name), document.source.encode("utf-8"), None
+    if not isinstance(given, dict) or not isinstance(given.get("content"), str):
+        raise BadRequest(TRANSLATE_FILE_USAGE)
+    glossary = given.get("glossary")
+    try:
+        data = base64.b64decode(given["content"], validate=True)
+    except ValueError:
+        raise BadRequest(f"{TRANSLATE_FILE}: content is not base64") from None
+    return _file_name(given.get("name")), data, glossary if isinstance(glossary, str) else None
+
+
+def _file_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name \
+            or len(name.encode("utf-8", "surrogateescape")) > 200:
+        raise BadRequest(f"{TRANSLATE_FILE}: name must be a plain file name such as notes.txt")
+    return name
 
 
 async def use_adapter(ls: AsmrLanguageServer, *args: Any) -> dict[str, Any]:
-    """Switch the shared model's adapter: prepared off the event loop, then swapped in."""
+    """Switch the shared model's adapter: prepared off the event loop, then swapped in.
+
+    Only over the Unix socket (this user's own processes: ``asmr-daemon use-adapter``, the
+    bridge): a TCP client, even with the token, may be on another machine, and an adapter
+    directory is a path on this one -- switching every editor's and the inbox's model to it,
+    or probing which paths exist, is more power than an editor needs."""
+    if ls.transport == "tcp":
+        raise JsonRpcException(message=USE_ADAPTER_REFUSED, code=REQUEST_FAILED)
     if len(args) != 1 or not isinstance(args[0], str) or not args[0].strip():
         raise BadRequest(f"{USE_ADAPTER} takes one argument: the adapter directory (an absolute path)")
     path = Path(args[0]).expanduser()

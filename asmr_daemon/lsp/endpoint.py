@@ -6,16 +6,17 @@ and builds one pygls session per connection (``server.build_server``). Sessions 
 ``Translator`` (and so the engine and its memory); a session ending, by ``exit`` or by a dropped
 connection, only cancels that session's work.
 
-Security: the socket lives in ``$XDG_RUNTIME_DIR/asmr-daemon`` (directory 0700, socket 0600),
-so only the user can connect. TCP binds to loopback unless told otherwise; a non-loopback bind
-needs ``[lsp] token``, which clients send as ``initializationOptions.token`` (when a token is
-configured every TCP client must send it).
+Security (``connection``): the socket lives in ``$XDG_RUNTIME_DIR/asmr-daemon`` (directory 0700,
+socket 0600) and its peer's uid must be ours. Every TCP connection, loopback included, must
+open with ``initialize`` carrying the token (``[lsp] token``, else ``STATE_DIR/lsp.token``,
+made at the first start with TCP). Each connection sees the engine through its own
+``FairEngine`` window, so one client's flood cannot starve the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
+import dataclasses
 import logging
 import os
 import socket
@@ -23,12 +24,15 @@ import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from pygls.io_ import run_async
+from typing import TYPE_CHECKING, Any, cast
 
 from asmr_daemon.config import Settings, default_runtime_dir
 from asmr_daemon.errors import AsmrError, ConfigError
+from asmr_daemon.lsp.connection import Disconnect, GuardedWriter, authenticate, check_unix_peer
+from asmr_daemon.lsp.fair import FairEngine
+from asmr_daemon.lsp.framing import FrameError, Limits
+from asmr_daemon.lsp.loop import message_loop
+from asmr_daemon.lsp.token import tcp_token
 from asmr_daemon.lsp.translate import GlossaryFor, Translator
 
 if TYPE_CHECKING:
@@ -48,15 +52,6 @@ def parse_tcp(value: str) -> tuple[str, int]:
         raise ConfigError(f"--lsp-tcp / [lsp] tcp = {value!r} is not HOST:PORT", "for example 127.0.0.1:9257")
     host = host.strip("[]") or "127.0.0.1"
     return host, int(port_text)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: we cannot know what it resolves to, treat it as public
 
 
 def _quiet_pygls() -> None:
@@ -81,17 +76,16 @@ class LspEndpoint:
         tcp: str | None = None,
         token: str | None = None,
         use_adapter: Callable[[Path], str] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.translator = Translator(engine, settings, glossary_for, use_adapter)  # None: the scripts' glossaries
+        self.settings = settings
+        self.limits = limits or Limits.from_settings(settings)
         self.socket_path = Path(socket_path) if socket_path else default_socket_path()
         tcp = settings.lsp.tcp if tcp is None else tcp
         self.tcp = parse_tcp(tcp) if tcp else None
-        self.token = (settings.lsp.token if token is None else token) or None
-        if self.tcp and not is_loopback(self.tcp[0]) and not self.token:
-            raise ConfigError(
-                f"listening for editors on {self.tcp[0]} (not loopback) needs a token",
-                "set [lsp] token in the config file (clients send it as initializationOptions.token)",
-            )
+        self._configured_token = settings.lsp.token if token is None else token
+        self.token: str | None = None
         self.tcp_address: tuple[str, int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -104,6 +98,8 @@ class LspEndpoint:
     def start(self) -> None:
         """Bind the socket(s) and serve in a background thread; errors (address in use) raise here."""
         _quiet_pygls()
+        if self.tcp:
+            self.token = tcp_token(self._configured_token, self.settings.paths.state_dir)
         ready = threading.Event()
         failure: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, args=(ready, failure), name="asmr-lsp", daemon=True)
@@ -154,7 +150,7 @@ class LspEndpoint:
         try:
             if self.tcp:
                 tcp_server = await asyncio.start_server(
-                    lambda r, w: self._connection(r, w, token=self.token), self.tcp[0], self.tcp[1]
+                    lambda r, w: self._connection(r, w, tcp=True), self.tcp[0], self.tcp[1], limit=self._read_limit
                 )
                 servers.append(tcp_server)
                 self.tcp_address = tcp_server.sockets[0].getsockname()[:2]
@@ -177,7 +173,9 @@ class LspEndpoint:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(directory, 0o700)
         self._clear_stale_socket()
-        server = await asyncio.start_unix_server(lambda r, w: self._connection(r, w, token=None), path=str(self.socket_path))
+        server = await asyncio.start_unix_server(
+            lambda r, w: self._connection(r, w, tcp=False), path=str(self.socket_path), limit=self._read_limit
+        )
         os.chmod(self.socket_path, 0o600)
         self._socket_inode = self.socket_path.stat().st_ino
         return server
@@ -205,28 +203,50 @@ class LspEndpoint:
         except FileNotFoundError:
             pass
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, token: str | None) -> None:
+    @property
+    def _read_limit(self) -> int:
+        """The stream reader's buffer for one header line (the frame reader caps the rest)."""
+        return max(65536, self.limits.max_header_bytes)
+
+    def _session_translator(self) -> Translator:
+        fair = FairEngine(self.translator.engine, self.limits.engine_window)
+        return dataclasses.replace(self.translator, engine=cast("Engine", fair))  # an Engine to the session
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tcp: bool) -> None:
         from asmr_daemon.lsp.server import build_server
 
-        server = build_server(self.translator, token=token, on_exit=writer.close)
-        server.protocol.set_writer(writer)  # type: ignore[arg-type]
+        peer = _describe_peer(writer)
         self._writers.add(writer)
-        peer: Any = writer.get_extra_info("peername") or "unix socket"
-        logger.info("editor connected (%s)", peer)
+        server = None
         try:
-            await run_async(
-                stop_event=threading.Event(),
-                reader=reader,
-                protocol=server.protocol,
-                logger=logger,
-                error_handler=server._report_server_error,
-            )
+            if tcp:
+                assert self.token is not None
+                first = await authenticate(reader, writer, self.limits, self.token)
+            else:
+                check_unix_peer(writer)
+                first = None
+            output = GuardedWriter(writer, self.limits, peer)
+            server = build_server(self._session_translator(), on_exit=writer.close)
+            server.transport = "tcp" if tcp else "socket"
+            server.protocol.set_writer(output)  # type: ignore[arg-type]
+            logger.info("editor connected (%s)", peer)
+            await message_loop(reader, output, server.protocol, self.limits, peer, first)
+        except (Disconnect, FrameError) as exc:
+            logger.warning("editor %s disconnected: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except Exception:
             logger.exception("editor connection (%s) failed", peer)
         finally:
-            server.close_session()
+            if server is not None:
+                server.close_session()
+                logger.info("editor disconnected (%s)", peer)
             self._writers.discard(writer)
             writer.close()
-            logger.info("editor disconnected (%s)", peer)
+
+
+def _describe_peer(writer: asyncio.StreamWriter) -> str:
+    peer: Any = writer.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"tcp {peer[0]}:{peer[1]}"
+    return "unix socket"

@@ -1,6 +1,6 @@
 """One language-server session per editor connection (pygls 2.x), built by ``build_server``.
 
-The parts: ``protocol`` (JSON-RPC: connection-scoped exit, token check), ``session`` (one
+The parts: ``protocol`` (JSON-RPC: connection-scoped exit), ``session`` (one
 editor's buffers and background work), ``features`` and ``commands`` (module-level handlers
 in registration tables), ``convert`` (documents and positions <-> LSP types), ``translate``
 (what is asked of the engine). Every handler is a coroutine on the connection's event loop;
@@ -50,13 +50,11 @@ def answering(fn: Callable[..., Any], empty: Any = None) -> Callable[..., Any]:
 def build_server(
     translator: Translator,
     *,
-    token: str | None = None,
     on_exit: Callable[[], None] | None = None,
 ) -> AsmrLanguageServer:
-    """A fresh server for one connection. ``token``: required ``initializationOptions.token``.
-    ``on_exit``: what ``exit`` does (close the connection); None keeps pygls' process exit."""
+    """A fresh server for one connection (already admitted: ``connection``). ``on_exit``: what
+    ``exit`` does (close the connection); None keeps pygls' process exit."""
     ls = AsmrLanguageServer(translator)
-    ls.protocol.required_token = token or None
     ls.protocol.on_exit = on_exit
     for feature in FEATURES:
         # Notifications that only touch the session stay synchronous (ordered with the next message).

@@ -16,11 +16,14 @@ from pygls.lsp.server import LanguageServer
 from asmr_daemon import __version__
 from asmr_daemon.lsp import convert
 from asmr_daemon.lsp.convert import BadRequest, ParsedBuffer
+from asmr_daemon.lsp.parsing import Parser
 from asmr_daemon.lsp.protocol import AsmrProtocol
 from asmr_daemon.lsp.translate import Shown, Translator
 
 # An inlay-hint request for a huge range must not queue the whole file at interactive priority.
 MAX_PREFETCH_LINES = 64
+# A request for many lines lets other editors' requests run this often (lines).
+YIELD_EVERY = 16
 
 
 class AsmrLanguageServer(LanguageServer):
@@ -36,6 +39,10 @@ class AsmrLanguageServer(LanguageServer):
         self._prefetching: dict[tuple[str, int, str], Future] = {}
         self._background: set[asyncio.Future] = set()
         self._diagnosing: dict[str, asyncio.Future] = {}
+        self.parser = Parser()
+        # How this editor reached us: "socket" (this user, checked), "tcp" (with the token) or
+        # "stdio" (the process is the editor's own). Commands with more power check it.
+        self.transport = "stdio"
 
     # -- buffers ---------------------------------------------------------------------------
 
@@ -52,13 +59,8 @@ class AsmrLanguageServer(LanguageServer):
         cached = self._parsed.get(uri)
         if cached is not None and cached.version == document.version and cached.text == document.source:
             return cached
-        # Parsing segments sentences with spaCy: keep it off the event loop other editors share.
-        parsed = await asyncio.get_running_loop().run_in_executor(
-            None,
-            functools.partial(
-                convert.parse_buffer, uri, document.source, version=document.version, language_id=document.language_id
-            ),
-        )
+        # Off the event loop other editors share, in the pool for its size (``parsing``).
+        parsed = await self.parser.parse(uri, document.source, version=document.version, language_id=document.language_id)
         self._parsed[uri] = parsed
         return parsed
 
@@ -83,18 +85,35 @@ class AsmrLanguageServer(LanguageServer):
 
     # -- translations ----------------------------------------------------------------------
 
+    def _start(self, buffer: ParsedBuffer, index: int, path: Path | None) -> Shown | Future:
+        """A line's translation from memory, else its (interactive) request to the model."""
+        if (shown := self.translator.cached(buffer.doc, index, path)) is not None:
+            return shown
+        return self.translator.line(buffer.doc, index, path)
+
     async def translation(self, buffer: ParsedBuffer, index: int) -> Shown:
         """The translation of one line: from memory, else from the model (interactive)."""
-        if (shown := self.translator.cached(buffer.doc, index, self.path_of(buffer))) is not None:
-            return shown
-        translated: Shown = await asyncio.wrap_future(self.translator.line(buffer.doc, index, self.path_of(buffer)))
+        started = self._start(buffer, index, self.path_of(buffer))
+        if isinstance(started, Shown):
+            return started
+        translated: Shown = await asyncio.wrap_future(started)
         if translated.problems:
             self.refresh_diagnostics(buffer.uri)
         return translated
 
     async def translations(self, buffer: ParsedBuffer, indices: list[int]) -> dict[int, Shown]:
-        results = await asyncio.gather(*(self.translation(buffer, i) for i in indices))
-        return dict(zip(indices, results, strict=True))
+        """Many lines: all requested before any is awaited (so they share batches), yielding to
+        other editors' requests every ``YIELD_EVERY`` lines -- the event loop is shared."""
+        path, started = self.path_of(buffer), []
+        for n, index in enumerate(indices, 1):
+            started.append(self._start(buffer, index, path))
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        results: list[Shown] = await asyncio.gather(*(asyncio.wrap_future(s) for s in started if not isinstance(s, Shown)))
+        if any(shown.problems for shown in results):
+            self.refresh_diagnostics(buffer.uri)
+        answers = iter(results)
+        return {index: s if isinstance(s, Shown) else next(answers) for index, s in zip(indices, started, strict=True)}
 
     def prefetch(self, buffer: ParsedBuffer, indices: list[int]) -> None:
         """Translate lines in the background; ask the client to re-request hints when done."""

@@ -22,7 +22,7 @@ from asmr_daemon.scripts.model import Document
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
-    from asmr_daemon.translate_file import FileResult
+    from asmr_daemon.translate_file import Rendered
 
 GlossaryFor = Callable[[Path | None], Any]
 """Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
@@ -157,18 +157,35 @@ class Translator:
         )
         return {index: _shown(lt) for index, lt in results.items()}
 
-    def file(self, src: Path, dest: Path, *, bilingual: bool = False) -> FileResult:
-        """Translate the script file ``src`` into ``dest`` (blocking; run it in a worker thread),
-        exactly as the watch folder would, at batch priority; ``dest`` is replaced only when it is
-        what asmr-daemon wrote there last (see ``translate_file``)."""
-        import dataclasses
+    def file_bytes(self, name: str, data: bytes, *, glossary: str | None = None, bilingual: bool = False) -> Rendered:
+        """Translate a script given as bytes (``name`` decides its format; ``glossary``: the
+        text of a ``glossary.tsv`` beside it) exactly as the watch folder would, at batch
+        priority; returns the output's bytes and flags (blocking; run it in a worker thread).
 
-        from asmr_daemon.translate_file import translate_file
+        Least power: a client names no path the daemon would read or write. The script only
+        passes through a private temporary folder, whose name never reaches the client.
+        """
+        import dataclasses
+        import tempfile
+
+        from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME
+        from asmr_daemon.errors import AsmrError
+        from asmr_daemon.scripts import output_name
+        from asmr_daemon.translate_file import render_file
 
         settings = self.settings
         if bilingual:
             settings = dataclasses.replace(settings, output=dataclasses.replace(settings.output, bilingual=True))
-        return translate_file(self.engine, src, dest, settings)  # type: ignore[arg-type]
+        with tempfile.TemporaryDirectory(prefix="asmr-translate-") as tmp:
+            src = Path(tmp) / name
+            src.write_bytes(data)
+            if glossary:
+                (Path(tmp) / SCRIPT_GLOSSARY_NAME).write_text(glossary, encoding="utf-8")
+            try:
+                return render_file(self.engine, src, settings, dest_name=output_name(name))  # type: ignore[arg-type]
+            except AsmrError as exc:  # say "notes.txt: ...", not where it passed through
+                exc.message = exc.message.replace(str(src), name).replace(tmp, "")
+                raise
 
     def switch_adapter(self, adapter_dir: Path) -> str:
         """Hot-switch the model's LoRA adapter (blocking while it is read; run it in a worker

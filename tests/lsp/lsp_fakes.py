@@ -7,6 +7,7 @@ finishes unless cancelled (cancellation tests); one containing ``問題`` is fla
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -79,3 +80,60 @@ class FakeEngine:
                 "cancelled": list(self.cancelled),
                 "memory": sorted(self.memory),
             }
+
+
+class SerialEngine(FakeEngine):
+    """One model, like the real engine: requests are served in submission order, ``batch`` at
+    a time, ``delay`` seconds per batch (the fairness tests measure waiting behind a flood)."""
+
+    def __init__(self, batch: int = 8, delay: float = 0.02) -> None:
+        super().__init__(delay)
+        self.batch = batch
+        self._queue: list[tuple[str, Future]] = []
+        self.served: list[str] = []  # in the order the "model" answered them
+        self.queued_at: dict[str, int] = {}  # source -> len(served) when it was submitted
+        self._wake = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._serve, name="serial-engine", daemon=True).start()
+
+    def submit(self, source: str, *, context: Any = (), glossary: Any = (), priority: Priority = Priority.BATCH) -> Future:
+        with self._lock:
+            self.submitted.append((source, priority.name))
+        future: Future = Future()
+        with self._wake:
+            self.queued_at.setdefault(source, len(self.served))
+            self._queue.append((source, future))
+            self._wake.notify()
+        return future
+
+    def served_before(self, source: str) -> int:
+        """How many requests the model answered between ``source``'s submission and its answer."""
+        with self._wake:
+            return self.served.index(source) - self.queued_at[source]
+
+    def waiting(self) -> int:
+        with self._wake:
+            return sum(1 for _, f in self._queue if not f.done())
+
+    def close(self) -> None:
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+
+    def _serve(self) -> None:
+        while True:
+            with self._wake:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                taken, self._queue = self._queue[: self.batch], self._queue[self.batch :]
+            time.sleep(self.delay)
+            with self._wake:
+                self.served.extend(source for source, future in taken if not future.cancelled())
+            for source, future in taken:
+                if future.set_running_or_notify_cancel():
+                    result = self._translation(source)
+                    with self._lock:
+                        self.memory[source] = result
+                    future.set_result(result)

@@ -56,6 +56,11 @@ class RealDaemon:
     tcp_port: int | None
     log: Path
 
+    @property
+    def token(self) -> str:
+        """What TCP clients must send: the token the daemon generated into its state dir."""
+        return (self.state_dir / "lsp.token").read_text(encoding="ascii").strip()
+
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
@@ -213,8 +218,10 @@ async def bridge_client(daemon: RealDaemon) -> LanguageClient:
     return client
 
 
-async def tcp_client(port: int, host: str = "127.0.0.1") -> LanguageClient:
+async def tcp_client(port: int, token: str | None = None, host: str = "127.0.0.1") -> LanguageClient:
+    """A TCP client; ``initialize`` sends ``token`` unless told another one."""
     client = _recording(make_test_lsp_client())
+    client.asmr_token = token  # type: ignore[attr-defined]
     await client.start_tcp(host, port)
     return client
 
@@ -223,10 +230,11 @@ async def connect(daemon: RealDaemon, transport: str) -> LanguageClient:
     if transport == "bridge":
         return await bridge_client(daemon)
     assert transport == "tcp" and daemon.tcp_port is not None
-    return await tcp_client(daemon.tcp_port)
+    return await tcp_client(daemon.tcp_port, daemon.token)
 
 
 async def initialize(client: LanguageClient, token: str | None = None) -> types.InitializeResult:
+    token = token if token is not None else getattr(client, "asmr_token", None)
     params = types.InitializeParams(
         capabilities=capabilities(), initialization_options={"token": token} if token is not None else None
     )

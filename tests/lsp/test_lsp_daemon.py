@@ -129,7 +129,7 @@ async def test_completion_on_empty_line_offers_the_translation_of_the_line_above
 
 
 async def test_two_clients_at_once_both_get_answers(daemon, script):
-    bridged, direct = await asyncio.gather(bridge_client(daemon), tcp_client(daemon.tcp_port))
+    bridged, direct = await asyncio.gather(bridge_client(daemon), tcp_client(daemon.tcp_port, daemon.token))
     await asyncio.gather(initialize(bridged), initialize(direct))
     uris = open_doc(bridged, script.text, "a.txt"), open_doc(direct, script.text, "b.txt")
     lines = 23, 25  # not asked for by the tests above: the model answers both, in one batch or two
@@ -139,7 +139,7 @@ async def test_two_clients_at_once_both_get_answers(daemon, script):
 
 
 async def test_one_clients_exit_leaves_the_other_working(daemon, script):
-    bridged, direct = await bridge_client(daemon), await tcp_client(daemon.tcp_port)
+    bridged, direct = await bridge_client(daemon), await tcp_client(daemon.tcp_port, daemon.token)
     await initialize(bridged)
     await initialize(direct)
     open_doc(bridged, script.text)

@@ -1,4 +1,5 @@
-"""The daemon's endpoint over real sockets (in-process, fake engine): many clients, exit, token."""
+"""The daemon's endpoint over real sockets (in-process, fake engine): many clients, exit, token.
+The attacks on it are in test_lsp_security.py."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from pygls.exceptions import JsonRpcException
 from pygls.io_ import run_async
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
-from asmr_daemon.config import Settings
-from asmr_daemon.errors import AsmrError, ConfigError
+from asmr_daemon.config import PathSettings, Settings
+from asmr_daemon.errors import AsmrError
 from asmr_daemon.lsp.endpoint import LspEndpoint
+from asmr_daemon.lsp.token import token_path
 
 URI = "file:///tmp/asmr-lsp-test/script.txt"
 
@@ -29,7 +31,8 @@ def endpoint_factory(tmp_path):
 
     def make(**kwargs) -> LspEndpoint:
         kwargs.setdefault("socket_path", tmp_path / "run" / "lsp.sock")
-        endpoint = LspEndpoint(FakeEngine(), Settings(), **kwargs)
+        settings = Settings(paths=PathSettings(state_dir=tmp_path / "state"))
+        endpoint = LspEndpoint(FakeEngine(), settings, **kwargs)
         endpoint.start()
         started.append(endpoint)
         return endpoint
@@ -84,7 +87,7 @@ async def test_two_clients_at_once_both_get_answers(endpoint_factory):
     endpoint = endpoint_factory(tcp=f"127.0.0.1:{port}")
     assert endpoint.tcp_address == ("127.0.0.1", port)
     a, b = await connect_unix(endpoint.socket_path), await connect_tcp(port)
-    await asyncio.gather(initialize(a), initialize(b))
+    await asyncio.gather(initialize(a), initialize(b, endpoint.token))
     answers = await asyncio.gather(hover_text(a, "おはようございます\n"), hover_text(b, "耳かきしますね\n"))
     assert answers == ["早上好", "我来给你掏耳朵哦"]
     await close(a)
@@ -112,29 +115,38 @@ async def test_one_clients_exit_leaves_the_other_working(endpoint_factory):
     await close(a)
 
 
-async def test_non_loopback_bind_requires_token(endpoint_factory):
+async def test_every_tcp_client_needs_the_token(tmp_path, endpoint_factory):
     port = free_port()
-    with pytest.raises(ConfigError):
-        LspEndpoint(FakeEngine(), Settings(), tcp=f"0.0.0.0:{port}")
-    endpoint_factory(tcp=f"0.0.0.0:{port}", token="s3cret")
+    endpoint = endpoint_factory(tcp=f"127.0.0.1:{port}")
+    generated = token_path(tmp_path / "state")
+    assert stat.S_IMODE(generated.stat().st_mode) == 0o600
+    assert endpoint.token == generated.read_text(encoding="ascii").strip() and len(endpoint.token) >= 40
 
-    refused = await connect_tcp(port)
-    with pytest.raises(JsonRpcException) as excinfo:
-        await asyncio.wait_for(initialize(refused), 10)
-    assert "token" in excinfo.value.message
-    await asyncio.sleep(0.1)
-    assert refused.protocol.writer.transport.is_closing() or refused._async_tasks[0].done()
-    await close(refused)
-
-    wrong = await connect_tcp(port)
-    with pytest.raises(JsonRpcException):
-        await asyncio.wait_for(initialize(wrong, "guess"), 10)
-    await close(wrong)
+    for token in (None, "a-guess"):
+        refused = await connect_tcp(port)
+        with pytest.raises(JsonRpcException) as excinfo:
+            await asyncio.wait_for(initialize(refused, token), 10)
+        assert "needs a token" in excinfo.value.message and "lsp.token" in excinfo.value.message
+        await asyncio.sleep(0.1)
+        assert refused.protocol.writer.transport.is_closing() or refused._async_tasks[0].done()
+        await close(refused)
 
     allowed = await connect_tcp(port)
-    await initialize(allowed, "s3cret")
+    await initialize(allowed, endpoint.token)
     assert await hover_text(allowed, "おはようございます\n") == "早上好"
     await close(allowed)
+
+
+async def test_a_configured_token_is_used_and_kept_across_restarts(tmp_path, endpoint_factory):
+    port = free_port()
+    endpoint = endpoint_factory(tcp=f"0.0.0.0:{port}", token="s3cret")
+    assert endpoint.token == "s3cret" and not token_path(tmp_path / "state").exists()
+    allowed = await connect_tcp(port)
+    await initialize(allowed, "s3cret")
+    await close(allowed)
+    endpoint.stop()
+    first = endpoint_factory(tcp=f"127.0.0.1:{free_port()}").token
+    assert endpoint_factory(tcp=f"127.0.0.1:{free_port()}", socket_path=tmp_path / "run2" / "lsp.sock").token == first
 
 
 async def test_socket_permissions_and_stale_socket(tmp_path, endpoint_factory):

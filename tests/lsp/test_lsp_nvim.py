@@ -106,7 +106,8 @@ def lua(value: object) -> str:
 def test_nvim_hover_shows_the_expected_translation(tmp_path, tiny_kit, daemon, how, line):
     bridge = str(Path(sys.executable).parent / "asmr-daemon")  # this venv's
     setup = {
-        "tcp": f"{{ address = {lua(f'127.0.0.1:{daemon.tcp_port}')} }}",
+        # The token: read by the plugin from the daemon's state dir (STATE_DIR/lsp.token).
+        "tcp": f"{{ address = {lua(f'127.0.0.1:{daemon.tcp_port}')}, state_dir = {lua(str(daemon.state_dir))} }}",
         "socket": f"{{ address = {lua(str(daemon.socket_path))} }}",
         # No option: Neovim >= 0.10 connects to $XDG_RUNTIME_DIR/asmr-daemon/lsp.sock itself.
         "default socket": "{}",

@@ -2,6 +2,7 @@
 //
 // The daemon keeps the model loaded and serves every editor, so the extension starts no
 // process: it opens a stream to the daemon's Unix socket (or host:port) for each session.
+import * as fs from "fs";
 import * as net from "net";
 import * as os from "os";
 import * as path from "path";
@@ -10,9 +11,29 @@ import { LanguageClient, LanguageClientOptions, StreamInfo } from "vscode-langua
 
 let client: LanguageClient | undefined;
 
+function xdgState(): string {
+  return process.env.XDG_STATE_HOME || path.join(os.homedir(), ".local", "state");
+}
+
 function defaultSocket(): string {
-  const runtime = process.env.XDG_RUNTIME_DIR || path.join(os.homedir(), ".local", "state", "asmr-daemon", "run");
+  const runtime = process.env.XDG_RUNTIME_DIR || path.join(xdgState(), "asmr-daemon", "run");
   return path.join(runtime, "asmr-daemon", "lsp.sock");
+}
+
+// Every TCP connection sends the daemon's token: the setting, else the file the daemon generated
+// (STATE_DIR/lsp.token, readable only by you). The Unix socket needs none.
+function tokenFor(address: string, configured: string, stateDir: string): string | undefined {
+  if (configured || !("port" in connectOptions(address))) {
+    return configured || undefined;
+  }
+  const dir = stateDir ? stateDir.replace(/^~(?=$|\/)/, os.homedir()) : path.join(xdgState(), "asmr-daemon");
+  const file = path.join(dir, "lsp.token");
+  try {
+    return fs.readFileSync(file, "utf8").trim() || undefined;
+  } catch (err) {
+    void vscode.window.showWarningMessage(`asmr-daemon: no token for ${address}: set asmr.token or asmr.stateDir (${file}: ${(err as Error).message})`);
+    return undefined;
+  }
 }
 
 // "host:port" or "[::1]:port" -> TCP; anything else is a socket path.
@@ -38,7 +59,7 @@ function serverOptions(address: string): () => Promise<StreamInfo> {
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   const config = vscode.workspace.getConfiguration("asmr");
   const address = config.get<string>("address") || defaultSocket();
-  const token = config.get<string>("token") || undefined;
+  const token = tokenFor(address, config.get<string>("token") || "", config.get<string>("stateDir") || "");
 
   const clientOptions: LanguageClientOptions = {
     documentSelector: ["plaintext", "srt", "subrip", "vtt", "webvtt", "lrc"].map((language) => ({ language })),

@@ -10,7 +10,8 @@ local M = {}
 local defaults = {
   address = nil, -- "host:port" or a socket path
   cmd = nil, -- a command speaking LSP on stdio
-  token = nil, -- the daemon's [lsp] token (non-loopback TCP)
+  token = nil, -- TCP: the daemon's [lsp] token; default: the contents of STATE_DIR/lsp.token
+  state_dir = nil, -- the daemon's [paths] state_dir (default $XDG_STATE_HOME/asmr-daemon)
   filetypes = { "text", "srt", "subrip", "vtt", "webvtt", "lrc" },
   -- Neovim gives *.txt no filetype, so files are also matched by name.
   patterns = { "*.txt", "*.srt", "*.vtt", "*.lrc" },
@@ -19,16 +20,42 @@ local defaults = {
 
 M.config = vim.deepcopy(defaults)
 
+local function xdg_state()
+  local state = vim.env.XDG_STATE_HOME
+  if state == nil or state == "" then
+    state = vim.fn.expand("~/.local/state")
+  end
+  return state
+end
+
 local function default_socket()
   local runtime = vim.env.XDG_RUNTIME_DIR
   if runtime == nil or runtime == "" then
-    local state = vim.env.XDG_STATE_HOME
-    if state == nil or state == "" then
-      state = vim.fn.expand("~/.local/state")
-    end
-    runtime = state .. "/asmr-daemon/run"
+    runtime = xdg_state() .. "/asmr-daemon/run"
   end
   return runtime .. "/asmr-daemon/lsp.sock"
+end
+
+local function is_tcp(address)
+  return address ~= nil and address:match("^%[?[^%]]*%]?:%d+$") ~= nil and not address:find("/")
+end
+
+-- Every TCP connection must send the daemon's token: the `token` option, else the file the
+-- daemon generated (STATE_DIR/lsp.token, readable only by you). The socket needs none.
+function M.token(opts)
+  if opts.token then
+    return opts.token
+  end
+  if opts.cmd or not is_tcp(opts.address) then
+    return nil
+  end
+  local path = (opts.state_dir and vim.fn.expand(opts.state_dir) or (xdg_state() .. "/asmr-daemon")) .. "/lsp.token"
+  local ok, lines = pcall(vim.fn.readfile, path, "", 1)
+  if ok and lines[1] and lines[1] ~= "" then
+    return vim.trim(lines[1])
+  end
+  vim.notify("asmr: no token for " .. opts.address .. ": set `token` or `state_dir` (" .. path .. " is not readable)", vim.log.levels.WARN)
+  return nil
 end
 
 -- What vim.lsp.start_client gets as `cmd`: a table (spawn) or a function (connect).
@@ -61,11 +88,12 @@ end
 
 local function client_config()
   local opts = M.config
+  local token = M.token(opts)
   return {
     name = "asmr-daemon",
     cmd = M.resolve_cmd(opts),
     root_dir = vim.fn.getcwd(),
-    init_options = opts.token and { token = opts.token } or vim.empty_dict(),
+    init_options = token and { token = token } or vim.empty_dict(),
   }
 end
 
