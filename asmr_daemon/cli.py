@@ -45,7 +45,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--base-model", metavar="DIR", help="ChatGLM2 or native GLM checkpoint directory")
     group.add_argument("--adapter", metavar="DIR", help="peft LoRA adapter directory")
     group.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to run the model (default: auto)")
-    group.add_argument("--quantize", choices=["none", "4bit", "8bit"], help="load the base model quantized (CUDA only)")
+    group.add_argument("--quantize", choices=["auto", "none", "4bit", "8bit"],
+                       help="load the base model quantized with bitsandbytes, on CPU or CUDA (default: auto = 4bit "
+                            "for a large model on CPU when bitsandbytes is installed, else none)")
     group.add_argument("--backend", choices=["local", "openai"],
                        help="generate with the resident model, or on the [openai] server (vLLM) (default: local)")
     group.add_argument("--allow-other-base", action="store_true", default=None,

@@ -47,7 +47,8 @@ class ModelSettings:
     base_model: Path | None = None
     adapter: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    quantize: Literal["none", "4bit", "8bit"] = "none"
+    # auto: 4-bit for a large model on CPU when bitsandbytes is installed, else unquantized.
+    quantize: Literal["auto", "none", "4bit", "8bit"] = "auto"
     backend: Literal["local", "openai"] = "local"
     # An adapter that records another base than this one is refused unless this is set.
     allow_other_base: bool = False

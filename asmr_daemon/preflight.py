@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from asmr_daemon.config import Settings
-from asmr_daemon.errors import ConfigError, InputError, ModelDirError
+from asmr_daemon.errors import ConfigError, InputError
 
 
 def absolute(path: Path) -> Path:
@@ -100,17 +100,15 @@ def check_quantization(settings: Settings) -> str:
     quantize = settings.model.quantize
     if quantize == "none":
         return "none"
-    from asmr_daemon.cli import command_name
-    from asmr_daemon.engine.devices import quantization_config, resolve_device
+    from asmr_daemon.engine.devices import choose_precision, resolve_device
+    from asmr_daemon.engine.loading import model_config, parameter_count
     from asmr_daemon.engine.model_dir import read_model_config
 
     device = resolve_device(settings.model.device)
-    quantization_config(quantize, device)  # what load_model refuses: no CUDA, no bitsandbytes
     base = settings.model.base_model
-    if base is not None and read_model_config(base)["model_type"] == "chatglm":
-        raise ModelDirError(f"{absolute(base)} is an original ChatGLM2 checkpoint; quantized loading needs a native one",
-                            f"run `{command_name()} convert {absolute(base)} NATIVE_DIR` once and use NATIVE_DIR")
-    return f"{quantize} on {device} (bitsandbytes)"
+    weights = parameter_count(model_config(base, read_model_config(base))) if base is not None else 0
+    precision = choose_precision(device, quantize, weights)  # what load_model refuses: unknown mode, no bitsandbytes
+    return f"{precision.describe()} on {device}" + (" (bitsandbytes)" if precision.quantize else "")
 
 
 def check_base(settings: Settings) -> str:

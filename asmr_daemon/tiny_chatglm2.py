@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GlmConfig
+from transformers import GlmConfig, GlmForCausalLM
 
 from asmr_daemon.engine.chatglm2 import is_mqa
 from asmr_daemon.engine.chatglm2_names import (
@@ -193,3 +194,45 @@ def _block_diagonal_rows(b_parts: list[Tensor], r: int) -> list[Tensor]:
         block[:, i * r : (i + 1) * r] = b
         blocks.append(block)
     return blocks
+
+
+def write_random_chatglm2(out_dir: Path, glm_config: GlmConfig, *, shard_bytes: int = 2 * 2**30,
+                          seed: int = 0) -> Path:
+    """An original-layout ChatGLM2 checkpoint of random fp16 weights: ``config.json`` and safetensors
+    shards with their index, like the hub's ``chatglm2-6b`` (no tokenizer: copy one in).
+
+    Written one layer at a time, so ChatGLM2-6B's full shape (12 GB) needs one layer's memory.
+    Random values change neither memory nor speed, which is what the benchmarks measure.
+    """
+    from safetensors.torch import save_file
+
+    from asmr_daemon.adapter_files import write_json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in GlmForCausalLM(glm_config).state_dict().items()}
+    layers = [[k for k in shapes if k.startswith(f"model.layers.{i}.")] for i in range(glm_config.num_hidden_layers)]
+    groups = [["model.embed_tokens.weight"], *layers, ["model.norm.weight", "lm_head.weight"]]
+    generator = torch.Generator().manual_seed(seed)
+    shards: list[dict[str, Tensor]] = [{}]
+    for names in groups:
+        native = {k: (torch.ones(shapes[k]) if k.endswith("norm.weight")
+                      else torch.randn(shapes[k], generator=generator) * 0.02).half() for k in names}
+        for key, tensor in chatglm2_state_dict_from_native(native, glm_config).items():
+            size = sum(t.numel() * t.element_size() for t in shards[-1].values())
+            if shards[-1] and size + tensor.numel() * tensor.element_size() > shard_bytes:
+                save_file(shards[-1], str(out_dir / f"shard-{len(shards)}.tmp"), metadata={"format": "pt"})
+                shards[-1] = {k: torch.empty(0) for k in shards[-1]}  # keep the names, free the memory
+                shards.append({})
+            shards[-1][key] = tensor
+    save_file(shards[-1], str(out_dir / f"shard-{len(shards)}.tmp"), metadata={"format": "pt"})
+    weight_map = {}
+    for number, shard in enumerate(shards, 1):
+        name = f"model-{number:05d}-of-{len(shards):05d}.safetensors"
+        (out_dir / f"shard-{number}.tmp").rename(out_dir / name)
+        weight_map.update({key: name for key in shard})
+    total = sum(int(torch.Size(s).numel()) * 2 for s in shapes.values())
+    write_json(out_dir / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+    write_json(out_dir / "config.json", chatglm2_config_from_glm(glm_config))
+    return out_dir

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from asmr_daemon.engine import chatglm2
     from asmr_daemon.engine.adapters import check_adapter_shapes, read_adapter
     from asmr_daemon.engine.compat import METADATA_FILE
-    from asmr_daemon.engine.loading import load_chatglm2_native
+    from asmr_daemon.engine.loading import load_weights
     from asmr_daemon.engine.model_dir import read_model_config
     from asmr_daemon.engine.tokenizer import (
         SPECIAL_TOKENS,
@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         adapter = read_adapter(Path(adapter_src))  # fail before the slow part
 
     with console.status(f"Converting {src} …"):
-        model = load_chatglm2_native(src, raw_cfg, device=torch.device("cpu"), dtype=None)
+        model = load_weights(src, chatglm2.glm_config_from_chatglm2(raw_cfg), chatglm=True, device=torch.device("cpu"),
+                             dtype=None)
         dst.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(dst)  # transformers 5 always writes safetensors
         shutil.copyfile(src / TOKENIZER_FILE, dst / TOKENIZER_FILE)

@@ -6,8 +6,9 @@ is (``--adapter DIR`` or ``asmr-daemon use-adapter DIR``), with ``asmr_adapter.j
 the base model, template, data hash, hyper-parameters and losses.
 
 On a GPU the base runs in bf16/fp16 with gradient checkpointing; ``--quantize 4bit`` loads it in
-4 bits (QLoRA; needs bitsandbytes and a native checkpoint from ``asmr-daemon convert``), so a 6B
-base trains on a 16 GB card. On CPU it is meant for tiny models (tests, the demo).
+4 bits (QLoRA; needs bitsandbytes, from either checkpoint format, on CUDA or CPU), so a 6B base
+trains on a 16 GB card. The adapter is saved as usual and loads on an unquantized base too. On CPU
+training is meant for tiny models (tests, the demo).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--template", help="prompt template with {source} (default: [prompt] template from the config)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train (default: auto)")
     parser.add_argument("--quantize", choices=["none", "4bit"], default="none",
-                        help="load the base in 4 bits (QLoRA; CUDA + bitsandbytes)")
+                        help="load the base in 4 bits (QLoRA; needs bitsandbytes)")
 
 
 def target_modules(text: str) -> tuple[str, ...]:

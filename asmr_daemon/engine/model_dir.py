@@ -69,15 +69,41 @@ def weight_files(base_dir: Path) -> list[Path]:
     )
 
 
+# safetensors dtype names -> torch dtypes (the format's own table, for the dtypes checkpoints use).
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+def _read_safetensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """Tensors of a safetensors file read one by one with plain reads, not a memory map.
+
+    ``safe_open`` maps the file and every page it touches stays resident until the file is closed,
+    so reading a 10 GB shard would count 10 GB against the load's peak; a read copies only the one
+    tensor. The format is a little-endian u64 header size, a JSON header, then the raw bytes.
+    """
+    with open(path, "rb") as f:
+        header_size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(header_size))
+        header.pop("__metadata__", None)
+        start = 8 + header_size
+        for key, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+            begin, end = info["data_offsets"]
+            f.seek(start + begin)
+            buffer = bytearray(end - begin)
+            if f.readinto(buffer) != end - begin:
+                raise ModelDirError(f"{path} is truncated: tensor {key!r} is incomplete")
+            raw = torch.frombuffer(buffer, dtype=torch.uint8) if buffer else torch.empty(0, dtype=torch.uint8)
+            yield key, raw.view(_SAFETENSORS_DTYPES[info["dtype"]]).reshape(info["shape"])
+
+
 def read_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
-    """Tensors of one weight file, one at a time (safetensors lazily, .bin memory-mapped)."""
+    """Tensors of one weight file, one at a time (safetensors read per tensor, .bin memory-mapped)."""
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                for key in f.keys():
-                    yield key, f.get_tensor(key)
+            yield from _read_safetensors(path)
             return
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

@@ -150,5 +150,3 @@ def test_train_refuses_an_existing_file_as_out_before_training(tiny_kit: Kit, tm
     assert f"--out {out} is a file, not a folder" in line
     assert "epoch" not in result.stderr and "training on" not in result.stderr  # nothing was trained
     assert out.read_text(encoding="utf-8") == "hours of work\n"
-    quantized = cli("train", data, "--base-model", tiny_kit.base_dir, "--out", tmp_path / "a", "--quantize", "4bit")
-    assert "quantiz" in one_line_error(quantized, "train") and not (tmp_path / "a").exists()

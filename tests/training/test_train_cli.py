@@ -5,6 +5,7 @@ exported from the translation memory train the model into producing the correcte
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,12 +104,14 @@ def test_corrections_exported_from_memory_train_the_model(tiny_kit: Kit, tmp_pat
     assert translate(tmp_path, tiny_kit, sources, out, "after") == list(corrected.values())
 
 
-def test_quantize_on_cpu_is_a_clear_error(tiny_kit: Kit, tmp_path: Path, capsys) -> None:
+def test_quantize_without_bitsandbytes_is_a_clear_error(tiny_kit: Kit, tmp_path: Path, capsys, monkeypatch) -> None:
+    # --quantize 4bit itself trains on CPU (tests/training/test_qlora.py); without the package it is one line.
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
     dataset = tmp_path / "d.jsonl"
     write_dataset(dataset, tiny_kit.pairs[:2])
     assert main(["train", str(dataset), "--base-model", str(tiny_kit.native_base_dir), "--out", str(tmp_path / "o"),
                  "--device", "cpu", "--quantize", "4bit"]) == 1
-    assert "quantization needs a CUDA GPU" in capsys.readouterr().err
+    assert "--quantize needs the bitsandbytes package" in capsys.readouterr().err
 
 
 def test_bad_settings_and_existing_output_are_refused(tiny_kit: Kit, tmp_path: Path, capsys) -> None:
