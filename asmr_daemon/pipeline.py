@@ -10,6 +10,7 @@ the context's sources only, so knowing more translations never changes a key.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from asmr_daemon.engine.engine import Engine, Segment
 from asmr_daemon.engine.glossary import Glossary
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Priority, Translation
+from asmr_daemon.futures import chained
 from asmr_daemon.scripts import Document, Line, LineKind
 
 Future = concurrent.futures.Future
@@ -198,38 +200,7 @@ def translate_line(engine: Engine, doc: Document, index: int, *,
     pos = planner.position[index]
     line = planner.lines[pos]
     parts = planner.submit([pos], priority)[0]
-    segment_futures = _futures(parts)
-    result: Future[LineTranslation] = Future()
-    lock = threading.Lock()
-    left = [len(segment_futures)]
-
-    def segment_done(future: Future[Translation]) -> None:
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
-        if result.done():
-            return
-        try:
-            if future.cancelled():
-                result.cancel()
-            elif future.exception() is not None:
-                result.set_exception(future.exception())
-            elif last:
-                result.set_result(_combine(line, parts))
-        except concurrent.futures.InvalidStateError:
-            pass  # cancelled by the caller meanwhile
-
-    def result_done(future: Future[LineTranslation]) -> None:
-        if future.cancelled():
-            for segment_future in segment_futures:
-                segment_future.cancel()
-
-    result.add_done_callback(result_done)
-    if not segment_futures:
-        result.set_result(_combine(line, parts))
-    for segment_future in segment_futures:
-        segment_future.add_done_callback(segment_done)
-    return result
+    return chained(_futures(parts), functools.partial(_combine, line, parts))
 
 
 def lookup_line(engine: Engine, doc: Document, index: int, *, glossary: Glossary | None = None,

@@ -184,7 +184,7 @@ def daemon_behind_socket(path: Path) -> tuple[int, Path | None] | None:
     The state dir comes from the lock the daemon holds open in it (``/proc/PID/fd``), so a daemon
     started with another ``--state-dir`` is found without any file of its own.
     """
-    from asmr_daemon.service import LOCK_FILE
+    from asmr_daemon.service.state import LOCK_FILE
 
     pid = peer_pid(path)
     if pid is None:
@@ -247,7 +247,7 @@ def check_state_dir(settings: Settings) -> str:
 
 
 def check_folders(settings: Settings) -> str:
-    from asmr_daemon.service import check_folders as layout
+    from asmr_daemon.service.daemon import check_folders as layout
 
     folders = layout(settings)  # ConfigError for a layout that would loop
     for name in ("inbox", "outbox", "done", "failed"):

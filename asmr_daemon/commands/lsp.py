@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
         return bridge.run_bridge(Path(args.socket) if args.socket else default_socket_path())
     from asmr_daemon.runtime import require_base_model
+    from asmr_daemon.service.root import run_standalone
 
     settings = load_settings(config_file, {**cli.model_overrides(args), ("paths", "state_dir"): args.state_dir})
     require_base_model(settings)
-    return bridge.run_standalone(settings)
+    return run_standalone(settings)

@@ -116,7 +116,7 @@ def locate(settings: Any, state_dir: Path) -> tuple[Path, str | None]:
     """The state dir to show: the configured one while its daemon runs, else the one of a daemon
     that answers on the socket; and a note when the socket told us."""
     from asmr_daemon.errors import ConfigError
-    from asmr_daemon.service import STATUS_FILE, StatusFile
+    from asmr_daemon.service.state import STATUS_FILE, StatusFile
 
     if state_dir.exists() and not state_dir.is_dir():
         raise ConfigError(f"state dir {state_dir} is a file, not a folder", "pass the daemon's --state-dir DIR")
@@ -188,7 +188,7 @@ def view(settings: Any, state_dir: Path) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from asmr_daemon.service import JOBS_FILE, STATUS_FILE, StatusFile
+    from asmr_daemon.service.state import JOBS_FILE, STATUS_FILE, StatusFile
     from asmr_daemon.watch.jobs import Job, read_only_counts
 
     record = StatusFile.read(state_dir / STATUS_FILE)

@@ -47,17 +47,6 @@ class Segment(NamedTuple):
     glossary: Sequence[GlossaryEntry] = ()
 
 
-class Stats(dict):  # type: ignore[type-arg]
-    """A plain dict of counters that may also be called.
-
-    The interface was announced as ``stats -> dict`` while the daemon, CLI and LSP were
-    being written in parallel; ``engine.stats["x"]`` and ``engine.stats()["x"]`` both work.
-    """
-
-    def __call__(self) -> Stats:
-        return self
-
-
 class Engine:
     def __init__(self, backend: Backend, memory: TranslationMemory, *, template: str,
                  decoding: DecodingSettings, engine: EngineSettings) -> None:
@@ -71,6 +60,7 @@ class Engine:
         self._swap_lock = threading.Lock()
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
+        self._worker: Worker | None = None
 
     # -- public API (any thread) -----------------------------------------------------------
 
@@ -90,9 +80,19 @@ class Engine:
         """Start the worker thread (idempotent)."""
         with self._cond:
             if self._thread is None:
-                worker = Worker(self._state, self.decoding)
-                self._thread = threading.Thread(target=worker.run, name="asmr-engine", daemon=True)
+                self._worker = Worker(self._state, self.decoding)
+                self._thread = threading.Thread(target=self._worker.run, name="asmr-engine", daemon=True)
                 self._thread.start()
+
+    def configure(self, *, template: str, decoding: DecodingSettings) -> None:
+        """New ``[prompt] template`` and ``[decoding]`` (SIGHUP): new requests are prompted, capped
+        and keyed with them. ValueError/ConfigError for a bad template (nothing changes)."""
+        template = validate_template(template)
+        with self._cond:
+            self.template, self.decoding = template, decoding
+            self._front.template, self._front.decoding = template, decoding
+            if self._worker is not None:
+                self._worker.decoding = decoding
 
     def submit(self, source: str, *, context: Sequence[ContextLine] = (),
                glossary: Sequence[GlossaryEntry] = (),
@@ -176,11 +176,11 @@ class Engine:
             thread.join()
 
     @property
-    def stats(self) -> Stats:
+    def stats(self) -> dict[str, int]:
         """Counters for benchmarks and ``status`` (``state.COUNTERS``: model_calls, batches, rows,
         retries, memory_hits, preempted, joined, failed, ...), plus the current queue sizes."""
         with self._cond:
-            counts = Stats(dict.fromkeys(COUNTERS, 0))
+            counts = dict.fromkeys(COUNTERS, 0)
             counts.update(self._state.counts)
             counts["waiting"] = self._state.scheduler.num_waiting
             counts["running"] = self._state.scheduler.num_running

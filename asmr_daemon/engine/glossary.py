@@ -128,8 +128,9 @@ class Glossary:
         return iter(self.entries)
 
 
-def glossary_for_script(script_path: Path, configured: Path | None) -> Glossary | None:
-    """The glossary for one script: configured one merged with ``glossary.tsv`` beside it.
+def glossary_for_script(script_path: Path | None, configured: Path | None) -> Glossary | None:
+    """The glossary for one script: configured one merged with ``glossary.tsv`` beside it
+    (``script_path`` None: an editor's unsaved buffer, which has no folder).
 
     A configured path that does not exist is a configuration error; a missing per-script
     file is normal. None when neither exists.
@@ -139,6 +140,8 @@ def glossary_for_script(script_path: Path, configured: Path | None) -> Glossary 
         if not Path(configured).is_file():
             raise ConfigError(f"glossary {configured} does not exist", "check [prompt] glossary")
         result = Glossary.load(configured)
+    if script_path is None:
+        return result
     local = Path(script_path).parent / SCRIPT_GLOSSARY_NAME
     if local.is_file() and (configured is None or local.resolve() != Path(configured).resolve()):
         here = Glossary.load(local)

@@ -13,7 +13,8 @@ retried with exponential backoff; when the retries run out, or the server does n
 configured model, ``BackendUnavailable`` is raised: the daemon keeps the job queued and tries again
 later, and editors get its message. Other refusals (4xx) raise ``BackendError``.
 
-Only the standard library is used (``urllib``), so the daemon needs nothing new to talk to a server.
+HTTP goes through ``engine.http.ServerClient``: one pooled ``httpx`` client per server (keep-alive
+for the rows in flight), shared by the backends derived for other adapters.
 """
 
 from __future__ import annotations
@@ -22,19 +23,17 @@ import concurrent.futures
 import hashlib
 import json
 import logging
-import os
-import random
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import OpenAISettings
 from asmr_daemon.engine.chatglm2_names import CHATGLM2_ONLY_TARGETS
+from asmr_daemon.engine.http import UNREACHABLE_HINT, ServerClient
+from asmr_daemon.engine.http import short as _short
 from asmr_daemon.engine.requests import row_limits
 from asmr_daemon.errors import (
     AdapterError,
@@ -48,10 +47,6 @@ if TYPE_CHECKING:  # the tokenizer module imports torch; ``status`` and ``doctor
 
 log = logging.getLogger(__name__)
 
-# Answers worth another try: the server is starting, overloaded or restarting.
-RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-BACKOFF_FIRST_SECONDS = 0.5
-BACKOFF_MAX_SECONDS = 8.0
 PROBE_TIMEOUT_SECONDS = 3.0
 
 
@@ -63,31 +58,53 @@ class ServerInfo:
     max_model_len: int | None
 
 
+def fetch_models(http: ServerClient) -> ServerInfo:
+    """``GET /models``; BackendUnavailable when the server cannot be reached or refuses."""
+    status, body = http.request("GET", "/models", None, retry=True)
+    if status >= 400:
+        raise BackendUnavailable(f"the server at {http.base_url} answered {status} to GET /models: {_short(body)}",
+                                 UNREACHABLE_HINT)
+    return _parse_models(body)
+
+
+def require_served(info: ServerInfo, settings: OpenAISettings, base_url: str) -> None:
+    """BackendUnavailable unless the server serves the configured model (and adapter)."""
+    if settings.model not in info.models:
+        raise BackendUnavailable(
+            f"the server at {base_url} does not serve the model {settings.model!r}",
+            f"it serves: {', '.join(info.models) or 'nothing'}; set [openai] model to one of them")
+    if settings.adapter and settings.adapter not in info.models:
+        raise BackendUnavailable(
+            f"the server at {base_url} does not serve the adapter {settings.adapter!r}",
+            f"it serves: {', '.join(info.models)}; start it with --enable-lora "
+            f"--lora-modules {settings.adapter}=ADAPTER_DIR")
+
+
 class OpenAIBackend:
     """Greedy generation on an OpenAI-compatible completions endpoint. ``generate`` is called from the
     engine's worker thread only; its requests run on a small thread pool of its own."""
 
     def __init__(self, settings: OpenAISettings, tokenizer: ChatGLM2Tokenizer, *,
                  adapter_dir: Path | None = None,
-                 environ: dict[str, str] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 environ: Mapping[str, str] | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 http: ServerClient | None = None) -> None:
         """``adapter_dir``: a local adapter the server loads at runtime (see ``with_adapter``) instead
-        of the served ``settings.adapter``; loaded on first use, so a server that is down now is fine."""
+        of the served ``settings.adapter``; loaded on first use, so a server that is down now is fine.
+        ``http``: the connection pool (made from ``settings``, ``environ`` and ``sleep`` when None)."""
         if not settings.model:
             raise ConfigError("[openai] model is empty",
                               "set it to the served model name (`vllm serve DIR` serves it as DIR, "
                               "or as --served-model-name NAME)")
         if settings.max_concurrent < 1:
             raise ConfigError("[openai] max_concurrent must be at least 1")
-        environ = dict(os.environ if environ is None else environ)
         self.settings = settings
         self.tokenizer = tokenizer
-        self.base_url = settings.base_url.rstrip("/")
-        self.api_key = environ.get(settings.api_key_env) if settings.api_key_env else None
-        from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
+        self.http = http or ServerClient(settings, environ=environ, sleep=sleep)
+        self.base_url = self.http.base_url
+        from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS  # imports torch: not for ``status``
 
         self.special_tokens: tuple[str, ...] = tuple(SPECIAL_TOKENS)
-        self._sleep = sleep
         self._pool = concurrent.futures.ThreadPoolExecutor(settings.max_concurrent, thread_name_prefix="asmr-http")
         self._info: ServerInfo | None = None
         # An adapter loaded at runtime (``with_adapter(DIR)``): (name, path), loaded again when the
@@ -98,6 +115,16 @@ class OpenAIBackend:
             name = _runtime_adapter_name(Path(adapter_dir))
             self.settings = replace(settings, adapter=name)
             self._runtime_adapter = (name, str(Path(adapter_dir).resolve()))
+
+    @classmethod
+    def _sibling(cls, other: OpenAIBackend, *, adapter: str, runtime: tuple[str, str] | None) -> OpenAIBackend:
+        """A backend for another adapter sharing ``other``'s connection pool and row threads
+        (one engine worker uses one backend at a time)."""
+        backend = cls(replace(other.settings, adapter=adapter), other.tokenizer, http=other.http)
+        backend._pool.shutdown(wait=False)
+        backend._pool = other._pool
+        backend._runtime_adapter = runtime
+        return backend
 
     # -- Backend protocol ------------------------------------------------------------------
 
@@ -187,13 +214,7 @@ class OpenAIBackend:
             log.info("the server kept adapter %r: %s", name, _short(body))
 
     def _derive(self, *, adapter: str, runtime: tuple[str, str] | None) -> OpenAIBackend:
-        backend = OpenAIBackend.__new__(OpenAIBackend)
-        backend.__dict__.update(self.__dict__)
-        backend.settings = replace(self.settings, adapter=adapter)
-        backend._runtime_adapter = runtime
-        backend._lock = threading.Lock()
-        backend._info = None
-        return backend  # shares the thread pool: one worker uses one backend at a time
+        return OpenAIBackend._sibling(self, adapter=adapter, runtime=runtime)
 
     def _load_runtime_adapter(self) -> None:
         assert self._runtime_adapter is not None
@@ -225,25 +246,13 @@ class OpenAIBackend:
         if self._runtime_adapter is not None and self._runtime_adapter[0] not in info.models:
             self._load_runtime_adapter()
             info = self._fetch_models()
-        if self.settings.model not in info.models:
-            raise BackendUnavailable(
-                f"the server at {self.base_url} does not serve the model {self.settings.model!r}",
-                f"it serves: {', '.join(info.models) or 'nothing'}; set [openai] model to one of them")
-        if self.settings.adapter and self.settings.adapter not in info.models:
-            raise BackendUnavailable(
-                f"the server at {self.base_url} does not serve the adapter {self.settings.adapter!r}",
-                f"it serves: {', '.join(info.models)}; start it with --enable-lora "
-                f"--lora-modules {self.settings.adapter}=ADAPTER_DIR")
+        require_served(info, self.settings, self.base_url)
         with self._lock:
             self._info = info
         return info
 
     def _fetch_models(self) -> ServerInfo:
-        status, body = self._request("GET", "/models", None, retry=True)
-        if status >= 400:
-            raise BackendUnavailable(f"the server at {self.base_url} answered {status} to GET /models: {_short(body)}",
-                                     _hint(self.base_url))
-        return _parse_models(body)
+        return fetch_models(self.http)
 
     def _complete(self, ids: list[int], limit: int, penalty: float | None) -> list[int]:
         body: dict[str, Any] = {
@@ -282,54 +291,24 @@ class OpenAIBackend:
         return ids[: ids.index(eos)] if eos in ids else ids
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None, *, retry: bool,
-                 retry_on: frozenset[int] = RETRY_STATUS) -> tuple[int, str]:
-        """(status, body text). Connection failures, timeouts and RETRY_STATUS answers are retried
-        ``settings.retries`` times with exponential backoff and jitter, then ``BackendUnavailable``."""
-        url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        attempts = 1 + (max(0, self.settings.retries) if retry else 0)
-        problem = ""
-        for attempt in range(attempts):
-            if attempt:
-                delay = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** (attempt - 1))
-                self._sleep(delay * (0.75 + 0.5 * random.random()))
-            request = urllib.request.Request(url, data=data, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(request, timeout=self.settings.timeout_seconds) as response:
-                    return response.status, response.read().decode("utf-8", "replace")
-            except urllib.error.HTTPError as exc:
-                text = exc.read().decode("utf-8", "replace")
-                if exc.code not in retry_on:
-                    if exc.code == 401:
-                        raise BackendError(f"the server at {self.base_url} refused the API key (401)",
-                                           f"put the key in the environment variable "
-                                           f"{self.settings.api_key_env or '(none configured)'}") from None
-                    return exc.code, text
-                problem = f"{exc.code} {_short(text)}"
-            except (TimeoutError, urllib.error.URLError, OSError) as exc:  # refused, reset, timed out
-                reason = getattr(exc, "reason", exc)
-                problem = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
-            log.debug("%s %s failed (attempt %d/%d): %s", method, url, attempt + 1, attempts, problem)
-        raise BackendUnavailable(f"the generation server at {self.base_url} is unreachable ({problem})",
-                                 _hint(self.base_url))
+                 retry_on: frozenset[int] | None = None) -> tuple[int, str]:
+        if retry_on is None:
+            return self.http.request(method, path, body, retry=retry)
+        return self.http.request(method, path, body, retry=retry, retry_on=retry_on)
 
 
 def probe(settings: OpenAISettings, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> tuple[bool, str]:
     """One quick ``GET /models`` for ``status`` and ``doctor``: (ok, one-line description)."""
-    quick = replace(settings, timeout_seconds=timeout, retries=0, max_concurrent=1)
-    backend = OpenAIBackend.__new__(OpenAIBackend)
-    backend.settings, backend.base_url = quick, quick.base_url.rstrip("/")
-    backend.api_key = os.environ.get(quick.api_key_env) if quick.api_key_env else None
-    backend._sleep, backend._lock, backend._info, backend._runtime_adapter = time.sleep, threading.Lock(), None, None
+    http = ServerClient(replace(settings, timeout_seconds=timeout, retries=0, max_concurrent=1))
     try:
-        info = backend.server_info()
-    except (BackendUnavailable, BackendError, ConfigError) as exc:
+        info = fetch_models(http)
+        require_served(info, settings, http.base_url)
+    except (BackendUnavailable, BackendError) as exc:
         return False, exc.message
+    finally:
+        http.close()
     served = ", ".join(info.models)
-    return True, f"{backend.base_url} serves {served}" + (
+    return True, f"{http.base_url} serves {served}" + (
         f" (max_model_len {info.max_model_len})" if info.max_model_len else "")
 
 
@@ -364,12 +343,3 @@ def _runtime_adapter_name(path: Path) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return f"{path.resolve().name}-{digest.hexdigest()[:12]}"
-
-
-def _hint(base_url: str) -> str:
-    return "start the server or fix [openai] base_url; the daemon keeps files queued until it answers"
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -10,6 +10,7 @@ import concurrent.futures
 from typing import Any
 
 from asmr_daemon.engine.requests import Request, Translation
+from asmr_daemon.futures import settle as settle_one
 
 Future = concurrent.futures.Future
 
@@ -55,12 +56,4 @@ class Waiters:
 def settle(futures: list[Future[Any]], value: Any) -> None:
     """Resolve each future unless its caller cancelled it meanwhile (possible for late duplicates)."""
     for future in futures:
-        if future.done():
-            continue
-        try:
-            if isinstance(value, BaseException):
-                future.set_exception(value)
-            else:
-                future.set_result(value)
-        except concurrent.futures.InvalidStateError:
-            pass
+        settle_one(future, value)

@@ -3,7 +3,7 @@ without socket support).
 
 By default it is a byte pump between stdio and the running daemon's Unix socket -- the model
 stays in the daemon, shared with the watch folder and other editors. ``--standalone`` loads the
-model in this process instead (for machines without the daemon; takes as long as ``serve``).
+model in this process instead (``service.root.run_standalone``: the daemon's composition root).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import sys
 import threading
 from pathlib import Path
 
-from asmr_daemon.config import Settings
 from asmr_daemon.errors import DaemonNotRunning
 
 _CHUNK = 65536
@@ -79,22 +78,3 @@ def run_bridge(socket_path: Path) -> int:
         return 1
     return pump(sock)
 
-
-def run_standalone(settings: Settings) -> int:
-    """Load the model here and serve this one editor over stdio."""
-    from asmr_daemon.lsp.server import build_server
-    from asmr_daemon.lsp.translate import Translator
-    from asmr_daemon.runtime import build_engine
-
-    protocol_out = sys.stdout
-    # stdout is the protocol channel: anything a library prints while loading goes to stderr.
-    with contextlib.redirect_stdout(sys.stderr):
-        engine = build_engine(settings, progress=True).engine
-    try:
-        server = build_server(Translator(engine, settings))
-        sys.stdout = sys.stderr
-        server.start_io(sys.stdin.buffer, protocol_out.buffer)
-    finally:
-        sys.stdout = protocol_out
-        engine.close()
-    return 0

@@ -199,7 +199,7 @@ async def _apply(ls: AsmrLanguageServer, buffer: ParsedBuffer, layout: str, show
         return {"applied": False, "cancelled": False, "translated": len(shown)}
     texts = {index: s.text for index, s in shown.items()}
     lines = convert.bilingual_lines(buffer.doc, texts) if layout == "bilingual" else convert.replaced_lines(buffer.doc, texts)
-    edit = types.TextEdit(range=convert.whole_buffer_range(buffer.text, ls.encoding), new_text=convert.join_lines(buffer.doc, lines))
+    edit = types.TextEdit(range=convert.whole_buffer_range(buffer.text, ls.codec), new_text=convert.join_lines(buffer.doc, lines))
     result = await ls.workspace_apply_edit_async(
         types.ApplyWorkspaceEditParams(edit=convert.workspace_edit(buffer.uri, [edit]), label="Translate document")
     )

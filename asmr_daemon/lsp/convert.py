@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.workspace.position_codec import PositionCodec
 
 # Which lines are Japanese sources and which their translations: shared with ``import-pairs``.
 from asmr_daemon.scripts.bilingual import (  # noqa: F401
@@ -87,35 +88,33 @@ def parse_buffer(uri: str, text: str, *, version: int | None = None, language_id
 # -- positions ------------------------------------------------------------------------------
 
 
-def units(text: str, encoding: Any = types.PositionEncodingKind.Utf16) -> int:
+UTF16 = PositionCodec(types.PositionEncodingKind.Utf16)  # what LSP assumes unless both sides agree otherwise
+
+
+def units(text: str, codec: PositionCodec = UTF16) -> int:
     """Length of ``text`` in the negotiated position encoding's code units."""
-    value = getattr(encoding, "value", encoding) or "utf-16"
-    if value == "utf-8":
-        return len(text.encode("utf-8"))
-    if value == "utf-32":
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
+    return codec.client_num_units(text)
 
 
-def line_range(line: Line, encoding: Any = types.PositionEncodingKind.Utf16) -> types.Range:
+def line_range(line: Line, codec: PositionCodec = UTF16) -> types.Range:
     """The whole line, without its line ending."""
     return types.Range(
         start=types.Position(line=line.index, character=0),
-        end=types.Position(line=line.index, character=units(line.raw, encoding)),
+        end=types.Position(line=line.index, character=units(line.raw, codec)),
     )
 
 
-def end_of_line(line: Line, encoding: Any = types.PositionEncodingKind.Utf16) -> types.Position:
-    return types.Position(line=line.index, character=units(line.raw, encoding))
+def end_of_line(line: Line, codec: PositionCodec = UTF16) -> types.Position:
+    return types.Position(line=line.index, character=units(line.raw, codec))
 
 
-def whole_buffer_range(text: str, encoding: Any = types.PositionEncodingKind.Utf16) -> types.Range:
+def whole_buffer_range(text: str, codec: PositionCodec = UTF16) -> types.Range:
     """From the start to the very end of ``text`` (after a final newline, if any)."""
     lines, final_newline = split_lines(text)
     if final_newline or not lines:
         end = types.Position(line=len(lines), character=0)
     else:
-        end = types.Position(line=len(lines) - 1, character=units(lines[-1], encoding))
+        end = types.Position(line=len(lines) - 1, character=units(lines[-1], codec))
     return types.Range(start=types.Position(line=0, character=0), end=end)
 
 
@@ -200,14 +199,14 @@ def join_lines(doc: Document, lines: Sequence[str]) -> str:
 # -- edits -----------------------------------------------------------------------------------
 
 
-def insert_below_edit(line: Line, translation: str, newline: str, encoding: Any) -> types.TextEdit:
+def insert_below_edit(line: Line, translation: str, newline: str, codec: PositionCodec) -> types.TextEdit:
     """Insert the translation as a new line right after ``line``."""
-    end = end_of_line(line, encoding)
+    end = end_of_line(line, codec)
     return types.TextEdit(range=types.Range(start=end, end=end), new_text=newline + translation_line_text(line, translation))
 
 
-def replace_edit(line: Line, translation: str, encoding: Any) -> types.TextEdit:
-    return types.TextEdit(range=line_range(line, encoding), new_text=replaced_line_text(line, translation))
+def replace_edit(line: Line, translation: str, codec: PositionCodec) -> types.TextEdit:
+    return types.TextEdit(range=line_range(line, codec), new_text=replaced_line_text(line, translation))
 
 
 def workspace_edit(uri: str, edits: list[types.TextEdit]) -> types.WorkspaceEdit:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types
+from pygls.workspace.position_codec import PositionCodec
 
 from asmr_daemon.lsp import convert
 from asmr_daemon.lsp.convert import ParsedBuffer
@@ -33,14 +34,14 @@ def buffer_flags(buffer: ParsedBuffer, translator: Any, path: Path | None) -> li
     return flags_for(buffer.doc, known)
 
 
-def to_diagnostics(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> list[types.Diagnostic]:
+def to_diagnostics(buffer: ParsedBuffer, flags: list[Flag], codec: PositionCodec) -> list[types.Diagnostic]:
     """One warning per flag, over its whole line."""
     out = []
     for flag in flags:
         if not 0 < flag.line <= buffer.line_count:
             continue
         out.append(types.Diagnostic(
-            range=convert.line_range(buffer.line(flag.line - 1), encoding),
+            range=convert.line_range(buffer.line(flag.line - 1), codec),
             message=flag.description,
             severity=types.DiagnosticSeverity.Warning,
             source=SOURCE,
@@ -48,9 +49,9 @@ def to_diagnostics(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> li
     return out
 
 
-def publish_params(buffer: ParsedBuffer, flags: list[Flag], encoding: Any) -> types.PublishDiagnosticsParams:
+def publish_params(buffer: ParsedBuffer, flags: list[Flag], codec: PositionCodec) -> types.PublishDiagnosticsParams:
     return types.PublishDiagnosticsParams(uri=buffer.uri, version=buffer.version,
-                                          diagnostics=to_diagnostics(buffer, flags, encoding))
+                                          diagnostics=to_diagnostics(buffer, flags, codec))
 
 
 # Typing fires a didChange per key: wait this long for the next one before looking up the lines.
@@ -74,7 +75,7 @@ async def publish_later(ls: Any, uri: str, delay: float = DELAY_SECONDS) -> None
     current = ls.workspace.text_documents.get(unquote(uri))
     if current is None or current.version != buffer.version:
         return
-    ls.text_document_publish_diagnostics(publish_params(buffer, flags, ls.encoding))
+    ls.text_document_publish_diagnostics(publish_params(buffer, flags, ls.codec))
 
 
 def clear(ls: Any, uri: str) -> None:

@@ -22,7 +22,6 @@ import os
 import socket
 import stat
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,7 +32,7 @@ from asmr_daemon.lsp.fair import FairEngine
 from asmr_daemon.lsp.framing import FrameError, Limits
 from asmr_daemon.lsp.loop import message_loop
 from asmr_daemon.lsp.token import tcp_token
-from asmr_daemon.lsp.translate import GlossaryFor, Translator
+from asmr_daemon.lsp.translate import Translator
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
@@ -68,17 +67,17 @@ class LspEndpoint:
 
     def __init__(
         self,
-        engine: Engine,
+        translator: Translator,
         settings: Settings,
         *,
-        glossary_for: GlossaryFor | None = None,
         socket_path: Path | str | None = None,
         tcp: str | None = None,
         token: str | None = None,
-        use_adapter: Callable[[Path], str] | None = None,
         limits: Limits | None = None,
     ) -> None:
-        self.translator = Translator(engine, settings, glossary_for, use_adapter)  # None: the scripts' glossaries
+        """``translator``: the composition root's (settings it is handed reach new sessions);
+        ``settings``: where to listen ([lsp])."""
+        self.translator = translator
         self.settings = settings
         self.limits = limits or Limits.from_settings(settings)
         self.socket_path = Path(socket_path) if socket_path else default_socket_path()

@@ -47,7 +47,7 @@ async def hover(ls: AsmrLanguageServer, params: types.HoverParams) -> types.Hove
     shown = await ls.translation(buffer, line.index)
     return types.Hover(
         contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=convert.hover_markdown(shown.text, shown.problems)),
-        range=convert.line_range(line, ls.encoding),
+        range=convert.line_range(line, ls.codec),
     )
 
 
@@ -64,7 +64,7 @@ async def inlay_hints(ls: AsmrLanguageServer, params: types.InlayHintParams) -> 
             continue
         hints.append(
             types.InlayHint(
-                position=convert.end_of_line(line, ls.encoding),
+                position=convert.end_of_line(line, ls.codec),
                 label=shown.text + (" ⚠" if shown.problems else ""),
                 padding_left=True,
                 tooltip="; ".join(shown.problems) or None,
@@ -84,7 +84,7 @@ async def code_actions(ls: AsmrLanguageServer, params: types.CodeActionParams) -
     if not lines:
         return None
     shown = await ls.translations(buffer, [l.index for l in lines])
-    uri, nl, enc = buffer.uri, buffer.doc.newline, ls.encoding
+    uri, nl, enc = buffer.uri, buffer.doc.newline, ls.codec
     insert = [convert.insert_below_edit(l, shown[l.index].text, nl, enc) for l in lines]
     replace = [convert.replace_edit(l, shown[l.index].text, enc) for l in lines]
     kind = types.CodeActionKind.RefactorRewrite
@@ -105,7 +105,7 @@ async def completion(ls: AsmrLanguageServer, params: types.CompletionParams) -> 
     above = buffer.line(row - 1)
     shown = await ls.translation(buffer, above.index)
     new_text = convert.translation_line_text(above, shown.text)
-    end = types.Position(line=row, character=convert.units(current, ls.encoding))
+    end = types.Position(line=row, character=convert.units(current, ls.codec))
     item = types.CompletionItem(
         label=shown.text,
         kind=types.CompletionItemKind.Text,

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from pygls.lsp.server import LanguageServer
+from pygls.workspace.position_codec import PositionCodec
 
 from asmr_daemon import __version__
 from asmr_daemon.lsp import convert
@@ -47,8 +48,9 @@ class AsmrLanguageServer(LanguageServer):
     # -- buffers ---------------------------------------------------------------------------
 
     @property
-    def encoding(self) -> Any:
-        return self.workspace.position_encoding
+    def codec(self) -> PositionCodec:
+        """pygls' converter for the position encoding negotiated with this client."""
+        return self.workspace.position_codec
 
     async def buffer(self, uri: str) -> ParsedBuffer:
         """The open buffer ``uri``, parsed (cached per version). BadRequest if it is not open."""

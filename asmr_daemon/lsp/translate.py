@@ -10,6 +10,8 @@ asks only the translation memory, under the same keys the pipeline uses (``looku
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -18,14 +20,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asmr_daemon.config import Settings
+from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME, Glossary, glossary_for_script
+from asmr_daemon.engine.requests import Priority
+from asmr_daemon.errors import AsmrError
+from asmr_daemon.futures import chained
+from asmr_daemon.pipeline import lookup_line, translate_document, translate_line
 from asmr_daemon.scripts.model import Document
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
     from asmr_daemon.translate_file import Rendered
-
-GlossaryFor = Callable[[Path | None], Any]
-"""Document path (None for unsaved buffers) -> the glossary the pipeline should use, or None."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,65 +40,24 @@ class Shown:
     problems: tuple[str, ...] = ()
 
 
-def _mtime(path: Path | None) -> int | None:
-    try:
-        return path.stat().st_mtime_ns if path is not None else None
-    except OSError:
-        return None
-
-
-class ScriptGlossaries:
-    """Document path -> the glossary the watch folder uses for a script there (``[prompt] glossary``
-    merged with a ``glossary.tsv`` beside it), so an editor shows -- and finds in the memory --
-    exactly what the outbox file holds. Re-read when either file changes."""
-
-    def __init__(self, configured: Path | None) -> None:
-        self.configured = configured
-        self._cache: dict[Path | None, tuple[tuple[int | None, int | None], Any]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, path: Path | None) -> Any:
-        from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME, Glossary, glossary_for_script
-
-        folder = path.parent if path is not None else None
-        stamp = (_mtime(self.configured), _mtime(folder / SCRIPT_GLOSSARY_NAME if folder is not None else None))
-        with self._lock:
-            hit = self._cache.get(folder)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        if path is not None:
-            glossary = glossary_for_script(path, self.configured)
-        else:
-            glossary = Glossary.load(self.configured) if self.configured is not None else None
-        with self._lock:
-            self._cache[folder] = (stamp, glossary)
-        return glossary
-
-
 @dataclass
 class Translator:
     """Shared by every connection of one endpoint (thread-safe)."""
 
     engine: Engine
     settings: Settings
-    glossary_for: GlossaryFor | None = None
-    """Default: ``ScriptGlossaries``, the watch folder's rule."""
+    """Replaced by the composition root on reload: every request reads the current ones."""
     use_adapter: Callable[[Path], str] | None = None
     """Switches the daemon's adapter (and records it in its status); default: the engine's."""
 
-    def __post_init__(self) -> None:
-        if self.glossary_for is None:
-            self.glossary_for = ScriptGlossaries(self.settings.prompt.glossary)
-
-    def _glossary(self, path: Path | None) -> Any:
-        assert self.glossary_for is not None
-        return self.glossary_for(path)
+    def glossary(self, path: Path | None) -> Glossary | None:
+        """The glossary the watch folder would use for the script at ``path``: ``[prompt]
+        glossary`` merged with a ``glossary.tsv`` beside it (only the former for unsaved buffers)."""
+        return _glossary(self.settings.prompt.glossary, path)
 
     def cached(self, doc: Document, index: int, path: Path | None = None) -> Shown | None:
         """The line's translation if the memory already has it; never blocks, never submits."""
-        from asmr_daemon.pipeline import lookup_line
-
-        hit = lookup_line(self.engine, doc, index, glossary=self._glossary(path),
+        hit = lookup_line(self.engine, doc, index, glossary=self.glossary(path),
                           context_lines=self.settings.prompt.context_lines)
         return None if hit is None else _shown(hit)
 
@@ -103,36 +66,15 @@ class Translator:
 
         Cancelling the returned future cancels the pipeline's future (and so the engine's).
         """
-        from asmr_daemon.engine.requests import Priority
-        from asmr_daemon.pipeline import translate_line
-
         inner = translate_line(
             self.engine,
             doc,
             index,
             priority=Priority.INTERACTIVE,
-            glossary=self._glossary(path),
+            glossary=self.glossary(path),
             context_lines=self.settings.prompt.context_lines,
         )
-        outer: Future = Future()
-        def done(f: Future) -> None:
-            if f.cancelled():
-                outer.cancel()
-                return
-            if (exc := f.exception()) is not None:
-                if outer.set_running_or_notify_cancel():
-                    outer.set_exception(exc)
-                return
-            if outer.set_running_or_notify_cancel():
-                outer.set_result(_shown(f.result()))
-
-        def cancel_inner(f: Future) -> None:
-            if f.cancelled():
-                inner.cancel()
-
-        outer.add_done_callback(cancel_inner)
-        inner.add_done_callback(done)
-        return outer
+        return chained([inner], lambda: _shown(inner.result()))
 
     def document(
         self,
@@ -143,14 +85,11 @@ class Translator:
         cancel: threading.Event,
     ) -> dict[int, Shown]:
         """Translate every TEXT line (blocking; run it in a worker thread)."""
-        from asmr_daemon.engine.requests import Priority
-        from asmr_daemon.pipeline import translate_document
-
         results = translate_document(
             self.engine,
             doc,
             priority=Priority.INTERACTIVE,
-            glossary=self._glossary(path),
+            glossary=self.glossary(path),
             context_lines=self.settings.prompt.context_lines,
             progress=progress,
             cancel=cancel,
@@ -165,7 +104,6 @@ class Translator:
         Least power: a client names no path the daemon would read or write. The script only
         passes through a private temporary folder, whose name never reaches the client.
         """
-        import dataclasses
         import tempfile
 
         from asmr_daemon.engine.glossary import SCRIPT_GLOSSARY_NAME
@@ -190,8 +128,6 @@ class Translator:
     def switch_adapter(self, adapter_dir: Path) -> str:
         """Hot-switch the model's LoRA adapter (blocking while it is read; run it in a worker
         thread). Returns the new identity; AdapterError for an unusable directory."""
-        from asmr_daemon.errors import AsmrError
-
         switch = self.use_adapter or getattr(self.engine, "use_adapter", None)
         if switch is None:
             raise AsmrError("this server cannot switch adapters")
@@ -208,3 +144,22 @@ def _shown(lt: Any) -> Shown:
     if isinstance(problems, str):
         problems = (problems,)
     return Shown(text=lt.text, problems=tuple(str(getattr(p, "value", p)) for p in problems if p))
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if stat is None else (stat.st_mtime_ns, stat.st_size)
+
+
+def _glossary(configured: Path | None, script: Path | None) -> Glossary | None:
+    """``glossary_for_script``, cached while neither file changes (inlay hints ask per line)."""
+    beside = script.parent / SCRIPT_GLOSSARY_NAME if script is not None else None
+    return _cached_glossary(configured, script, _stamp(configured), _stamp(beside))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_glossary(configured: Path | None, script: Path | None, *stamps: object) -> Glossary | None:
+    return glossary_for_script(script, configured)

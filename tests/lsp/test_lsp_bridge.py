@@ -12,6 +12,7 @@ from pytest_lsp import make_test_lsp_client
 
 from asmr_daemon.config import Settings
 from asmr_daemon.lsp.endpoint import LspEndpoint
+from asmr_daemon.lsp.translate import Translator
 
 BRIDGE = [sys.executable, "-m", "asmr_daemon", "lsp"]
 
@@ -29,7 +30,7 @@ def test_bridge_without_daemon_says_how_to_start_one(tmp_path):
 
 
 async def test_bridge_relays_a_whole_session(tmp_path):
-    endpoint = LspEndpoint(FakeEngine(), Settings(), socket_path=tmp_path / "run" / "lsp.sock")
+    endpoint = LspEndpoint(Translator(FakeEngine(), Settings()), Settings(), socket_path=tmp_path / "run" / "lsp.sock")
     endpoint.start()
     try:
         client = make_test_lsp_client()

@@ -21,6 +21,7 @@ from asmr_daemon.config import PathSettings, Settings
 from asmr_daemon.errors import AsmrError
 from asmr_daemon.lsp.endpoint import LspEndpoint
 from asmr_daemon.lsp.token import token_path
+from asmr_daemon.lsp.translate import Translator
 
 URI = "file:///tmp/asmr-lsp-test/script.txt"
 
@@ -32,7 +33,7 @@ def endpoint_factory(tmp_path):
     def make(**kwargs) -> LspEndpoint:
         kwargs.setdefault("socket_path", tmp_path / "run" / "lsp.sock")
         settings = Settings(paths=PathSettings(state_dir=tmp_path / "state"))
-        endpoint = LspEndpoint(FakeEngine(), settings, **kwargs)
+        endpoint = LspEndpoint(Translator(FakeEngine(), settings), settings, **kwargs)
         endpoint.start()
         started.append(endpoint)
         return endpoint
@@ -159,7 +160,7 @@ async def test_socket_permissions_and_stale_socket(tmp_path, endpoint_factory):
     assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with pytest.raises(AsmrError, match="already serving"):
-        LspEndpoint(FakeEngine(), Settings(), socket_path=path).start()
+        LspEndpoint(Translator(FakeEngine(), Settings()), Settings(), socket_path=path).start()
     client = await connect_unix(path)
     await initialize(client)
     await close(client)

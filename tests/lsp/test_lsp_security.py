@@ -28,6 +28,7 @@ from asmr_daemon.config import PathSettings, Settings
 from asmr_daemon.lsp.endpoint import LspEndpoint
 from asmr_daemon.lsp.framing import Limits
 from asmr_daemon.lsp.token import load_or_create_token, token_path
+from asmr_daemon.lsp.translate import Translator
 
 URI = "file:///tmp/asmr-lsp-test/script.txt"
 # Generous: two shared cores run the rest of the suite meanwhile (unloaded, the hovers below
@@ -55,7 +56,7 @@ def endpoint_factory(world):
         kwargs.setdefault("socket_path", world / "run" / "lsp.sock")
         kwargs.setdefault("tcp", f"127.0.0.1:{free_port()}")
         settings = Settings(paths=PathSettings(state_dir=world / "state", inbox=world / "inbox", outbox=world / "outbox"))
-        endpoint = LspEndpoint(engine or FakeEngine(), settings, limits=limits, **kwargs)
+        endpoint = LspEndpoint(Translator(engine or FakeEngine(), settings), settings, limits=limits, **kwargs)
         endpoint.start()
         started.append(endpoint)
         return endpoint

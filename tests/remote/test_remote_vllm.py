@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from kit import Kit
+from poll import poll_until
 from ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -199,12 +200,7 @@ def split_script(kit: Kit, parts: int) -> list[tuple[str, str]]:
 
 
 def wait_until(condition, timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
+    poll_until(condition, timeout, lambda: f"{what}\n{log.read_text(errors='replace')[-4000:]}", interval=0.1)
 
 
 def test_killing_and_restarting_the_server_loses_nothing(tiny_kit: Kit, vllm_server: VllmServer, converted,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+
+from poll import poll_until
 
 READY_TIMEOUT = 300.0
 
@@ -17,11 +18,6 @@ def final_outputs(outbox: Path) -> list[Path]:
 
 
 def wait_until(condition, timeout: float, what: str, world=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}\n{logs(world) if world else ''}")
+    poll_until(condition, timeout, lambda: f"{what}\n{logs(world) if world else ''}")
 
 

@@ -21,7 +21,8 @@ DRIVER = textwrap.dedent('''
     import sys, time
     from pathlib import Path
     from asmr_daemon.config import Settings
-    from asmr_daemon.service import Daemon, setup_logging
+    from asmr_daemon.service.daemon import Daemon
+    from asmr_daemon.service.logs import setup_logging
 
     inbox, outbox, state = map(Path, sys.argv[1:4])
 
@@ -37,8 +38,11 @@ DRIVER = textwrap.dedent('''
 
     setup_logging()
     reloads = []
-    daemon = Daemon(settings(), slow_upper, model_info={"base_model": "fake"},
-                    reload_settings=settings, on_reload=lambda s: print("RELOADED", flush=True))
+    def reload():
+        daemon.apply(settings())
+        print("RELOADED", flush=True)
+
+    daemon = Daemon(settings(), slow_upper, model=lambda: {"base_model": "fake"}, reload=reload)
     sys.exit(daemon.run())
 ''')
 

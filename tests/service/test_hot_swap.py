@@ -11,21 +11,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from kit import Kit
 from lsprotocol import types
+from poll import apoll_until, poll_until
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
 from asmr_daemon.cli import main
 from asmr_daemon.dataset import read_dataset, write_dataset
 from asmr_daemon.lsp.endpoint import default_socket_path
 from asmr_daemon.training_data import TrainingPair
+
+from .notify import NotifyListener
 
 pytestmark = pytest.mark.slow
 
@@ -134,11 +139,16 @@ class Daemon:
         self.set_adapter(kit.adapter_dir)
         self.log_path = tmp_path / "daemon.log"
         self._log = self.log_path.open("w")
+        self.base, self.inbox = kit.base_dir, tmp_path / "inbox"
+        # A fake systemd: the STATUS= lines it is sent (AF_UNIX paths are short: not in tmp_path).
+        self.seen = 0  # notify messages already matched
+        self.notify = NotifyListener(Path(tempfile.mkdtemp(prefix="asmr-notify-", dir="/tmp")) / "notify.sock")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "asmr_daemon", "serve", "--config", str(self.config),
-             "--base-model", str(kit.base_dir), "--device", "cpu", "--inbox", str(tmp_path / "inbox"),
+             "--base-model", str(kit.base_dir), "--device", "cpu", "--inbox", str(self.inbox),
              "--outbox", str(tmp_path / "outbox"), "--state-dir", str(self.state)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "NOTIFY_SOCKET": str(self.notify.path)})
         deadline = time.monotonic() + 300
         while (self.status() or {}).get("phase") != "ready" or not default_socket_path().exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -158,10 +168,14 @@ class Daemon:
             return None
 
     def wait_for_adapter(self, adapter: Path) -> None:
-        deadline = time.monotonic() + T
-        while (self.status() or {}).get("model", {}).get("adapter") != str(adapter):
-            assert time.monotonic() < deadline, f"status never showed {adapter}: {self.log_path.read_text()}"
-            time.sleep(0.2)
+        """The status record, ``asmr-daemon status`` and systemd's STATUS line all name ``adapter``."""
+        poll_until(lambda: (self.status() or {}).get("model", {}).get("adapter") == str(adapter), T,
+                   lambda: f"status showing {adapter}: {self.log_path.read_text()}")
+        self.seen = 1 + self.notify.wait_for(f"STATUS=ready: {self.base} + {adapter}, watching {self.inbox}", T,
+                                             self.proc, start=self.seen)
+        shown = subprocess.run([sys.executable, "-m", "asmr_daemon", "status", "--state-dir", str(self.state)],
+                               capture_output=True, text=True, timeout=T, env={**os.environ, "COLUMNS": "1000"})
+        assert f"adapter {adapter}" in " ".join(shown.stdout.replace("│", " ").split()), shown.stdout
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -171,6 +185,8 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         self._log.close()
+        self.notify.close()
+        shutil.rmtree(self.notify.path.parent, ignore_errors=True)
 
 
 @pytest.fixture
@@ -236,11 +252,12 @@ async def test_daemon_switches_adapters_without_reloading_the_base(daemon: Daemo
         uri = open_doc(client, "script.txt", script)
         document = asyncio.ensure_future(client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="asmr.translateDocument", arguments=[uri, "replace"])))
-        deadline = time.monotonic() + T
-        while not any(isinstance(getattr(r, "kind", None), str) and r.kind == "report"
-                      for reports in client.progress_reports.values() for r in reports):
-            assert time.monotonic() < deadline and not document.done(), "no progress report from translateDocument"
-            await asyncio.sleep(0.01)
+        def reported() -> bool:
+            return any(isinstance(getattr(r, "kind", None), str) and r.kind == "report"
+                       for reports in client.progress_reports.values() for r in reports)
+
+        await apoll_until(lambda: reported() or document.done(), T, "a progress report", interval=0.01)
+        assert reported(), "translateDocument finished without a progress report"
 
         switched = await asyncio.wait_for(client.workspace_execute_command_async(types.ExecuteCommandParams(
             command="asmr.useAdapter", arguments=[str(adapter_b)])), T)
@@ -281,20 +298,17 @@ async def test_daemon_switches_adapters_without_reloading_the_base(daemon: Daemo
         client.text_document_did_save(types.DidSaveTextDocumentParams(
             text_document=types.TextDocumentIdentifier(uri=bilingual)))
         exported = daemon.state.parent / "corrections.jsonl"
-        deadline = time.monotonic() + T
-        while main(["export-dataset", str(exported), "--state-dir", str(daemon.state)]) != 0:
-            assert time.monotonic() < deadline, "the correction never reached the memory"
-            await asyncio.sleep(0.2)
+        await apoll_until(lambda: main(["export-dataset", str(exported), "--state-dir", str(daemon.state)]) == 0, T,
+                          "the correction to reach the memory", interval=0.2)
         assert read_dataset(exported) == [TrainingPair(SOURCES[4], "温茶泡好啦！")]
     finally:
         await client.shutdown_session()
         await client.stop()
 
     assert daemon.status()["model"]["base_loads"] == 1  # three switches, one base load
-    deadline = time.monotonic() + 30  # engine counters reach the status with the next heartbeat
-    while (daemon.status() or {}).get("engine", {}).get("adapter_switches") != 3:
-        assert time.monotonic() < deadline, daemon.status()
-        await asyncio.sleep(0.5)
+    # engine counters reach the status with the next heartbeat
+    await apoll_until(lambda: (daemon.status() or {}).get("engine", {}).get("adapter_switches") == 3, 30,
+                      lambda: f"3 adapter switches in {daemon.status()}", interval=0.5)
     log = daemon.log_path.read_text()
     assert log.count("loading model") == 1 and "the base model was not reloaded" in log
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,9 +118,13 @@ def test_resume_from_an_adapter_continues_it(tiny_kit: Kit, which: str) -> None:
     assert evaluate_loss(fresh.model, fresh.tokenizer, tiny_kit.pairs) > 1.0
 
 
-def test_progress_bar_runs(tiny_kit: Kit, capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_shows_the_epoch_its_loss_and_every_step(tiny_kit: Kit, capsys: pytest.CaptureFixture[str]) -> None:
     loaded = _base(tiny_kit)
-    train_lora(loaded.model, loaded.tokenizer, tiny_kit.pairs[:4], replace(QUICK, epochs=1), progress=True)
+    config = replace(QUICK, epochs=1)
+    result = train_lora(loaded.model, loaded.tokenizer, tiny_kit.pairs[:4], config, progress=True)
+    steps = math.ceil(math.ceil(result.train_size / config.batch_size) / config.grad_accum)
+    shown = capsys.readouterr().out
+    assert re.search(rf"epoch 1/1 loss \d+\.\d{{4}} .*\b{steps}/{steps}\b", shown), shown
 
 
 def test_too_long_pairs_are_skipped(tiny_kit: Kit) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from asmr_daemon.config import Settings
 from asmr_daemon.errors import BinaryFileError, EmptyFileError
-from asmr_daemon.service import Daemon
+from asmr_daemon.service.daemon import Daemon
 from asmr_daemon.watch.jobs import JobStore
 from asmr_daemon.watch.runner import Folders
 

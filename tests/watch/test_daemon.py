@@ -15,17 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from poll import poll_until
 
 from asmr_daemon.watch.jobs import JobState
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def outputs(outbox: Path) -> dict[str, str]:
@@ -70,7 +62,7 @@ def test_each_way_of_arriving_gives_one_output(start_daemon, folders, fake, tmp_
         "copied.zh.txt": "COPIED IN\n",
         "work/drama/track.zh.txt": "IN A SUBFOLDER\n",
     }
-    wait_for(lambda: len(outputs(outbox)) == len(expected) and daemon.idle(), what="all outputs")
+    poll_until(lambda: len(outputs(outbox)) == len(expected) and daemon.idle(), what="all outputs")
     assert outputs(outbox) == expected
     assert Counter(p.name for p in fake.calls) == Counter(
         {name: 1 for name in ("before.txt", "slow.txt", "renamed.txt", "copied.txt", "track.txt")})
@@ -89,7 +81,7 @@ def test_two_hundred_files_at_once(start_daemon, folders, tmp_path):
         (staging / f"s{i:03}.txt").write_text(f"script {i}\n")
     for path in sorted(staging.iterdir()):
         os.rename(path, inbox / path.name)
-    wait_for(lambda: daemon.idle() and len(outputs(outbox)) == 200, timeout=120, what="200 outputs")
+    poll_until(lambda: daemon.idle() and len(outputs(outbox)) == 200, timeout=120, what="200 outputs")
     got = outputs(outbox)
     assert got == {f"s{i:03}.zh.txt": f"SCRIPT {i}\n" for i in range(200)}
     assert len(list((inbox / "done").iterdir())) == 200
@@ -109,7 +101,7 @@ def test_bad_inputs_and_outside_symlinks_go_to_failed(start_daemon, folders, tmp
     (inbox / ".hidden.txt").write_text("ignored\n")
     (inbox / "download.txt.part").write_text("ignored\n")
     failed = inbox / "failed"
-    wait_for(lambda: daemon.idle() and len(list(failed.glob("*.error.txt"))) == 3, what="3 failures")
+    poll_until(lambda: daemon.idle() and len(list(failed.glob("*.error.txt"))) == 3, what="3 failures")
     reports = {p.name: p.read_text() for p in failed.glob("*.error.txt")}
     assert "Error code:    empty" in reports["empty.txt.error.txt"]
     assert "Error code:    binary" in reports["binary.txt.error.txt"]
@@ -139,21 +131,21 @@ def test_a_file_that_keeps_growing_fails_as_unstable(start_daemon, folders):
     writer.start()
     try:
         report = inbox / "failed" / "growing.txt.error.txt"
-        wait_for(report.exists, what="the unstable report")
+        poll_until(report.exists, what="the unstable report")
     finally:
         stop.set()
         writer.join()
     text = report.read_text()
     assert "kept changing for" in text and "Error code:    unstable" in text
     assert not list(folders["outbox"].rglob("*.txt"))
-    wait_for(daemon.idle, what="idle")
+    poll_until(daemon.idle, what="idle")
     [job] = daemon.store.jobs(JobState.FAILED)
     assert job.error_code == "unstable"
 
 
 def test_restart_resumes_the_queue_and_a_second_daemon_is_refused(folders, fake, settings):
     from asmr_daemon.errors import ConfigError
-    from asmr_daemon.service import Daemon
+    from asmr_daemon.service.daemon import Daemon
     from asmr_daemon.watch.jobs import JobStore
 
     inbox = folders["inbox"]
@@ -169,7 +161,7 @@ def test_restart_resumes_the_queue_and_a_second_daemon_is_refused(folders, fake,
     try:
         with pytest.raises(ConfigError, match="already uses the state dir"):
             Daemon(settings, fake).start()
-        wait_for(lambda: daemon.idle() and (folders["outbox"] / "queued.zh.txt").exists(), what="resumed job")
+        poll_until(lambda: daemon.idle() and (folders["outbox"] / "queued.zh.txt").exists(), what="resumed job")
         assert len(fake.calls) == 1
         assert daemon.store.counts()["done"] == 1
     finally:
@@ -183,12 +175,12 @@ def test_a_corrected_output_survives_dropping_the_script_again(start_daemon, fol
     inbox.mkdir(parents=True)
     start_daemon()
     (inbox / "a.txt").write_text("first\n")
-    wait_for(lambda: (outbox / "a.zh.txt").exists() and not (inbox / "a.txt").exists(), what="the first output")
+    poll_until(lambda: (outbox / "a.zh.txt").exists() and not (inbox / "a.txt").exists(), what="the first output")
     (outbox / "a.zh.txt").write_text("MY CORRECTED TRANSLATION\n")  # the user fixes a line
 
     with caplog.at_level(logging.WARNING, logger="asmr_daemon"):
         (inbox / "a.txt").write_text("second\n")
-        wait_for(lambda: (outbox / "a.zh (1).txt").exists() and not (inbox / "a.txt").exists(),
+        poll_until(lambda: (outbox / "a.zh (1).txt").exists() and not (inbox / "a.txt").exists(),
                  what="the second output beside the first")
     assert (outbox / "a.zh.txt").read_text() == "MY CORRECTED TRANSLATION\n"
     assert (outbox / "a.zh (1).txt").read_text() == "SECOND\n"
@@ -197,7 +189,7 @@ def test_a_corrected_output_survives_dropping_the_script_again(start_daemon, fol
 
     # Dropped once more: our own unchanged copy is replaced, nothing piles up.
     (inbox / "a.txt").write_text("third\n")
-    wait_for(lambda: (outbox / "a.zh (1).txt").read_text() == "THIRD\n", what="the third output")
+    poll_until(lambda: (outbox / "a.zh (1).txt").read_text() == "THIRD\n", what="the third output")
     assert (outbox / "a.zh.txt").read_text() == "MY CORRECTED TRANSLATION\n"
     assert sorted(p.name for p in outbox.iterdir() if not p.name.startswith(".")) == ["a.zh (1).txt", "a.zh.txt"]
 
@@ -207,7 +199,7 @@ def test_an_untouched_output_is_replaced_when_the_script_comes_again(start_daemo
     inbox.mkdir(parents=True)
     start_daemon()
     (inbox / "a.txt").write_text("first\n")
-    wait_for(lambda: (outbox / "a.zh.txt").exists() and not (inbox / "a.txt").exists(), what="the first output")
+    poll_until(lambda: (outbox / "a.zh.txt").exists() and not (inbox / "a.txt").exists(), what="the first output")
     (inbox / "a.txt").write_text("second\n")
-    wait_for(lambda: (outbox / "a.zh.txt").read_text() == "SECOND\n", what="the replaced output")
+    poll_until(lambda: (outbox / "a.zh.txt").read_text() == "SECOND\n", what="the replaced output")
     assert not (outbox / "a.zh (1).txt").exists()

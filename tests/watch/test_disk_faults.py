@@ -17,11 +17,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from poll import poll_until
 
-from asmr_daemon.service import Daemon
+from asmr_daemon.service.daemon import Daemon
 
 from .conftest import make_settings
-from .test_daemon import outputs, wait_for
+from .test_daemon import outputs
 
 
 def _mount(*args: str) -> None:
@@ -82,7 +83,7 @@ def test_a_full_outbox_keeps_files_queued_until_space_returns(mounts, folders, f
     expected = drop(folders["inbox"], 3)
     daemon = start(folders, fake)
     try:
-        wait_for(lambda: "no space left on device" in (daemon.worker.problem or ""), what="the disk-full problem")
+        poll_until(lambda: "no space left on device" in (daemon.worker.problem or ""), what="the disk-full problem")
         time.sleep(1.0)  # several retries: nothing may go to failed/ meanwhile
         counts = daemon.store.counts()
         assert counts["failed"] == 0 and counts["done"] == 0 and counts["queued"] + counts["running"] == 3
@@ -90,7 +91,7 @@ def test_a_full_outbox_keeps_files_queued_until_space_returns(mounts, folders, f
         record = daemon.status.read(daemon.status.path)
         assert "no space left on device" in record["worker"]["problem"] and record["worker"]["alive"]
         filler.unlink()
-        wait_for(lambda: daemon.idle() and outputs(outbox) == expected, what="all outputs after space returned")
+        poll_until(lambda: daemon.idle() and outputs(outbox) == expected, what="all outputs after space returned")
         assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 3, "failed": 0}
         assert daemon.worker.problem is None
         assert not (folders["inbox"] / "failed").exists()
@@ -104,10 +105,10 @@ def test_a_read_only_outbox_keeps_files_queued_until_it_is_writable(mounts, fold
     expected = drop(folders["inbox"], 2)
     daemon = start(folders, fake)
     try:
-        wait_for(lambda: "read-only file system" in (daemon.worker.problem or ""), what="the read-only problem")
+        poll_until(lambda: "read-only file system" in (daemon.worker.problem or ""), what="the read-only problem")
         assert daemon.store.counts()["failed"] == 0
         _mount("-o", "remount,rw", str(outbox))
-        wait_for(lambda: daemon.idle() and outputs(outbox) == expected, what="outputs once writable")
+        poll_until(lambda: daemon.idle() and outputs(outbox) == expected, what="outputs once writable")
         assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 2, "failed": 0}
     finally:
         daemon.shutdown()
@@ -125,9 +126,9 @@ def test_a_full_state_disk_loses_no_file(mounts, folders, fake):
             waiting = daemon.watcher.unqueued_status()["count"]
             return waiting + counts["queued"] + counts["running"] + counts["done"] == 5 and waiting > 0
 
-        wait_for(accounted, what="the files to wait for the state disk")
+        poll_until(accounted, what="the files to wait for the state disk")
         filler.unlink()
-        wait_for(lambda: daemon.idle() and outputs(folders["outbox"]) == expected, what="all outputs")
+        poll_until(lambda: daemon.idle() and outputs(folders["outbox"]) == expected, what="all outputs")
         assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 5, "failed": 0}
         assert daemon.watcher.unqueued_status()["count"] == 0
         assert Counter(p.name for p in fake.calls) == {f"s{i}.txt": 1 for i in range(5)}
@@ -147,7 +148,7 @@ def test_an_input_that_cannot_be_removed_is_translated_once_and_reported_once(mo
     _mount("-o", "remount,bind,ro", str(locked))
     daemon = start(folders, fake, rescan_seconds=0.3)
     try:
-        wait_for(lambda: daemon.idle() and daemon.store.counts()["done"] == 1
+        poll_until(lambda: daemon.idle() and daemon.store.counts()["done"] == 1
                  and daemon.store.counts()["failed"] == 1, what="one done, one failed")
         time.sleep(2.0)  # a few rescans: nothing is queued, copied or reported again
         assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 1, "failed": 1}

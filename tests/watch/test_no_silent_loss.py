@@ -11,12 +11,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from poll import poll_until
+
 from asmr_daemon.commands.status import worker_rows
-from asmr_daemon.service import Daemon
+from asmr_daemon.service.daemon import Daemon
 from asmr_daemon.watch.jobs import JobStore
 
 from .conftest import make_settings
-from .test_daemon import outputs, wait_for
+from .test_daemon import outputs
 
 
 def test_an_undecodable_name_does_not_strand_the_rest_of_the_pass(start_daemon, folders, fake):
@@ -28,7 +30,7 @@ def test_an_undecodable_name_does_not_strand_the_rest_of_the_pass(start_daemon, 
     with open(bad, "wb") as handle:
         handle.write(b"bonjour\n")
     daemon = start_daemon()
-    wait_for(lambda: daemon.idle() and daemon.store.counts()["failed"] == 1, what="all files handled")
+    poll_until(lambda: daemon.idle() and daemon.store.counts()["failed"] == 1, what="all files handled")
     assert outputs(folders["outbox"]) == {f"f{i}.zh.txt": f"FILE {i}\n" for i in range(10)}
     assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 10, "failed": 1}
     [job] = daemon.store.recent_failures()
@@ -43,7 +45,7 @@ def test_fifos_and_dangling_symlinks_are_reported_once(start_daemon, folders, tm
     (inbox / "dangling.txt").symlink_to(tmp_path / "nowhere.txt")
     daemon = start_daemon(rescan_seconds=0.3)
     failed = inbox / "failed"
-    wait_for(lambda: daemon.idle() and daemon.store.counts()["failed"] == 2, what="two failures")
+    poll_until(lambda: daemon.idle() and daemon.store.counts()["failed"] == 2, what="two failures")
     time.sleep(1.5)  # several rescans: nothing is reported again
     assert daemon.store.counts()["failed"] == 2
     assert sorted(p.name for p in failed.iterdir()) == [
@@ -77,7 +79,7 @@ def test_disk_full_while_requeueing_does_not_kill_the_worker(folders, fake, monk
     daemon = Daemon(make_settings(folders), translate, retry_seconds=(0.05, 0.2))
     daemon.start()
     try:
-        wait_for(lambda: daemon.idle() and (folders["outbox"] / "a.zh.txt").exists(), what="the output")
+        poll_until(lambda: daemon.idle() and (folders["outbox"] / "a.zh.txt").exists(), what="the output")
         assert daemon.store.counts() == {"queued": 0, "running": 0, "done": 1, "failed": 0}
         assert daemon.worker.alive() and daemon.worker.problem is None
         assert Counter(p.name for p in fake.calls) == {"a.txt": 1}
@@ -131,7 +133,7 @@ def test_files_wait_while_the_queue_cannot_be_written_then_all_are_queued(folder
     try:
         for i in range(5):
             (inbox / f"s{i}.txt").write_text(f"s {i}\n")
-        wait_for(lambda: daemon.watcher.unqueued_status()["count"] == 5, what="five waiting files")
+        poll_until(lambda: daemon.watcher.unqueued_status()["count"] == 5, what="five waiting files")
         daemon._write_status()
         record = daemon.status.read(daemon.status.path)
         assert record["unqueued"] == {"count": 5, "problem": "OperationalError: database or disk is full"}
@@ -140,7 +142,7 @@ def test_files_wait_while_the_queue_cannot_be_written_then_all_are_queued(folder
                                           "(retrying)[/]")
         assert rows["job worker"] == "[green]alive[/]"
         full.clear()
-        wait_for(lambda: daemon.idle() and len(outputs(folders["outbox"])) == 5, what="five outputs")
+        poll_until(lambda: daemon.idle() and len(outputs(folders["outbox"])) == 5, what="five outputs")
         assert daemon.store.counts()["done"] == 5 and daemon.watcher.unqueued_status()["count"] == 0
     finally:
         daemon.shutdown()

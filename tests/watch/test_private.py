@@ -8,8 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-
-from .test_daemon import wait_for
+from poll import poll_until
 
 
 def mode(path: Path) -> int:
@@ -29,7 +28,7 @@ def test_state_outputs_and_reports_are_private_whatever_the_umask(umask_022, sta
     (inbox / "work" / "a.txt").write_text("hello\n")
     (inbox / "empty.txt").write_text("")
     daemon = start_daemon()
-    wait_for(lambda: daemon.idle() and daemon.store.counts()["done"] == 1
+    poll_until(lambda: daemon.idle() and daemon.store.counts()["done"] == 1
              and daemon.store.counts()["failed"] == 1, what="one output, one failure")
     assert mode(state) == 0o700
     assert mode(state / "jobs.sqlite") == 0o600
@@ -58,7 +57,7 @@ def test_written_outputs_are_0600(umask_022, tmp_path):
 
 
 def test_outputs_can_follow_the_inbox_group_when_configured(folders, fake):
-    from asmr_daemon.service import Daemon
+    from asmr_daemon.service.daemon import Daemon
 
     from .conftest import make_settings
 
@@ -73,7 +72,7 @@ def test_outputs_can_follow_the_inbox_group_when_configured(folders, fake):
     daemon = Daemon(settings, fake)
     daemon.start()
     try:
-        wait_for(lambda: daemon.idle() and (outbox / "a.zh.txt").exists(), what="the output")
+        poll_until(lambda: daemon.idle() and (outbox / "a.zh.txt").exists(), what="the output")
     finally:
         daemon.shutdown()
     st = os.stat(outbox / "a.zh.txt")

@@ -4,12 +4,13 @@ or a crash loop; a damaged queue is set aside and the inbox scanned again."""
 from __future__ import annotations
 
 import pytest
+from poll import poll_until
 
 from asmr_daemon.errors import ConfigError
-from asmr_daemon.service import Daemon
+from asmr_daemon.service.daemon import Daemon
 
 from .conftest import make_settings
-from .test_daemon import outputs, wait_for
+from .test_daemon import outputs
 
 
 def test_a_garbage_job_queue_is_set_aside_and_the_inbox_rescanned(folders, fake, caplog):
@@ -22,7 +23,7 @@ def test_a_garbage_job_queue_is_set_aside_and_the_inbox_rescanned(folders, fake,
     daemon = Daemon(make_settings(folders), fake)
     daemon.start()
     try:
-        wait_for(lambda: daemon.idle() and len(outputs(folders["outbox"])) == 2, what="both outputs")
+        poll_until(lambda: daemon.idle() and len(outputs(folders["outbox"])) == 2, what="both outputs")
         assert daemon.store.counts()["done"] == 2
     finally:
         daemon.shutdown()
@@ -46,7 +47,7 @@ def test_after_losing_the_queue_outputs_already_written_are_not_translated_again
     daemon = Daemon(make_settings(folders), fake)
     daemon.start()
     try:
-        wait_for(lambda: daemon.idle() and daemon.store.counts()["done"] == 2, what="both jobs done")
+        poll_until(lambda: daemon.idle() and daemon.store.counts()["done"] == 2, what="both jobs done")
     finally:
         daemon.shutdown()
     assert [p.name for p in fake.calls] == ["b.txt"]
@@ -72,7 +73,7 @@ def test_two_daemons_with_different_state_dirs_on_one_inbox(folders, fake, tmp_p
         with pytest.raises(ConfigError, match="another asmr-daemon already watches the inbox"):
             Daemon(make_settings(other), fake).start()
         (folders["inbox"] / "a.txt").write_text("once\n")
-        wait_for(lambda: first.idle() and len(outputs(folders["outbox"])) == 1, what="the output")
+        poll_until(lambda: first.idle() and len(outputs(folders["outbox"])) == 1, what="the output")
         assert [p.name for p in fake.calls] == ["a.txt"]
     finally:
         first.shutdown()

@@ -28,7 +28,7 @@ DAEMON = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
     from asmr_daemon.config import Settings
-    from asmr_daemon.service import Daemon
+    from asmr_daemon.service.daemon import Daemon
 
     base = Path(sys.argv[1])
     settings = Settings()

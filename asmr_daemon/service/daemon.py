@@ -1,38 +1,38 @@
-"""The daemon: composes the watch folder (watcher + durable queue + one job worker), optional
-extra services (the LSP endpoint) and systemd integration (sd_notify, signals, status record).
+"""The watch-folder daemon: the watcher + durable queue + one job worker, the parts that run next
+to it (the LSP endpoint) and the process around them (sd_notify, signals, status record).
 
-Loading the model is the caller's job (``commands/serve.py``), done *before* ``Daemon.run``, so
-``READY=1`` is only sent once the model is resident: systemd's ``TimeoutStartSec`` covers the load
-and ``systemctl --user start`` returns when translations can really be served.
+Loading the model is the composition root's job (``service.root.Service``), done *before*
+``Daemon.run``, so ``READY=1`` is only sent once the model is resident: systemd's
+``TimeoutStartSec`` covers the load and ``systemctl --user start`` returns when translations can
+really be served.
 
 Signals: SIGTERM/SIGINT -> ``STOPPING=1``, the file in flight is finished, exit 0 (queued jobs
-stay queued for the next start). SIGHUP -> settings are read again and handed to ``on_reload``
-(the engine switches adapters there); folders only change on restart.
+stay queued for the next start). SIGHUP -> ``reload()`` (the root reads the settings again and
+hands them to every part, this daemon's ``apply`` included); folders only change on restart.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from asmr_daemon import sdnotify
 from asmr_daemon.config import Settings
 from asmr_daemon.errors import AsmrError, ConfigError
 from asmr_daemon.private import private_dir
+from asmr_daemon.service.state import JOBS_FILE, STATUS_FILE, StateLock, StatusFile, process_rss_bytes
 from asmr_daemon.watch.filters import InboxFilter
 from asmr_daemon.watch.jobs import JobStore, display_name
-from asmr_daemon.watch.locks import FileLock, InboxLock
+from asmr_daemon.watch.locks import InboxLock
 from asmr_daemon.watch.moves import lstat_signature
-from asmr_daemon.watch.outputs import atomic_write_text
 from asmr_daemon.watch.runner import Folders, JobRunner, TranslateFile
 from asmr_daemon.watch.stability import StabilityTracker, Unstable
 from asmr_daemon.watch.watcher import InboxWatcher
@@ -40,113 +40,15 @@ from asmr_daemon.watch.worker import JobWorker
 
 log = logging.getLogger("asmr_daemon")
 
-STATUS_FILE = "status.json"
-JOBS_FILE = "jobs.sqlite"
-LOCK_FILE = "daemon.lock"
 HEARTBEAT_SECONDS = 5.0
 
 
-class Service(Protocol):
+class Part(Protocol):
     """Something that runs next to the watch folder (the LSP endpoint): started after the
     watcher, stopped after the job in flight has finished."""
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-
-
-# -- logging -----------------------------------------------------------------------------------
-
-class _JournalFormatter(logging.Formatter):
-    """Prefixes ``<N>`` (syslog priority) so journald files each line at its level."""
-
-    LEVELS = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        priority = self.LEVELS.get(record.levelno, 6)
-        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
-
-
-def is_journal(stream: Any) -> bool:
-    """True when ``stream`` is the journal: systemd sets ``$JOURNAL_STREAM`` to the device and
-    inode of the stream it connected, so an inherited variable alone (a child whose stderr is a
-    pipe or a file) does not count."""
-    try:
-        device, inode = (int(part) for part in os.environ.get("JOURNAL_STREAM", "").split(":"))
-        st = os.fstat(stream.fileno())
-    except (ValueError, OSError, AttributeError):
-        return False
-    return (st.st_dev, st.st_ino) == (device, inode)
-
-
-def setup_logging(verbose: bool = False, stream=None) -> None:
-    """Plain ``logging`` to stderr: a rich handler on a terminal (with the time); on a pipe or in a
-    file plain lines with a timestamp; in the journal plain lines without one (journald adds its
-    own) but with syslog priorities."""
-    stream = stream or sys.stderr
-    level = logging.DEBUG if verbose or os.environ.get("ASMR_DEBUG") else logging.INFO
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_asmr", False):
-            root.removeHandler(old)
-    handler: logging.Handler
-    if stream.isatty():
-        from rich.console import Console
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=Console(file=stream), show_path=False, rich_tracebacks=True)
-    else:
-        handler = logging.StreamHandler(stream)
-        fmt = "%(levelname)s %(name)s: %(message)s"
-        handler.setFormatter(_JournalFormatter(fmt) if is_journal(stream)
-                             else logging.Formatter("%(asctime)s " + fmt, "%Y-%m-%d %H:%M:%S"))
-    setattr(handler, "_asmr", True)  # marks our handler, so a second call replaces it
-    root.addHandler(handler)
-    root.setLevel(level)
-    # watchdog logs every event at DEBUG; keep the journal readable.
-    logging.getLogger("watchdog").setLevel(logging.WARNING)
-
-
-# -- state dir: lock and status record -------------------------------------------------------
-
-class StateLock(FileLock):
-    """``state_dir/daemon.lock``: one daemon per state dir (two would race for the same jobs)."""
-
-    def __init__(self, state_dir: Path) -> None:
-        private_dir(state_dir)
-        super().__init__(state_dir / LOCK_FILE, f"{os.getpid()}\n", lambda other: ConfigError(
-            f"another asmr-daemon (pid {other}) already uses the state dir {state_dir}",
-            "stop it first (systemctl --user stop asmr-daemon), or pass another --state-dir"))
-
-
-class StatusFile:
-    """``state_dir/status.json``: what ``asmr-daemon status`` shows about the running daemon
-    (pid, phase, model, heartbeat). Rewritten atomically, so readers never see half of it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def update(self, **fields: Any) -> None:
-        with self._lock:
-            self.data.update(fields)
-            self.data["heartbeat"] = time.time()
-            atomic_write_text(self.path, json.dumps(self.data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-    @staticmethod
-    def read(path: Path) -> dict[str, Any] | None:
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
-
-def process_rss_bytes() -> int | None:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 # -- the daemon --------------------------------------------------------------------------------
@@ -179,10 +81,9 @@ class Daemon:
     """The watch-folder daemon. ``run()`` blocks until SIGTERM/SIGINT (or ``stop()``)."""
 
     def __init__(self, settings: Settings, translate_file: TranslateFile, *,
-                 model_info: Mapping[str, Any] | None = None,
-                 reload_settings: Callable[[], Settings] | None = None,
-                 on_reload: Callable[[Settings], None] | None = None,
-                 extra_services: Iterable[Service] = (),
+                 model: Callable[[], Mapping[str, Any]] = dict,
+                 reload: Callable[[], None] | None = None,
+                 parts: Iterable[Part] = (),
                  status_extra: Callable[[], Mapping[str, Any]] | None = None,
                  lock: StateLock | None = None,
                  status: StatusFile | None = None,
@@ -190,12 +91,13 @@ class Daemon:
                  max_attempts: int = 3,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS,
                  retry_seconds: tuple[float, float] = (BACKEND_RETRY_SECONDS, 60.0)) -> None:
+        """``model``: what status and ``STATUS=`` say about the model, asked each time (never a
+        copy). ``reload``: what SIGHUP runs (the root re-reads settings and calls ``apply``)."""
         self.settings = settings
         self.translate_file = translate_file
-        self.model_info = dict(model_info or {})
-        self.reload_settings = reload_settings
-        self.on_reload = on_reload
-        self.extra_services = list(extra_services)
+        self.model = model
+        self._reload = reload
+        self.parts = list(parts)
         self.status_extra = status_extra
         self.notify = notify
         self.max_attempts = max_attempts
@@ -212,7 +114,7 @@ class Daemon:
         self._wake = threading.Event()
         self.retry_seconds = retry_seconds
         self.exit_code = 0
-        self._started_services: list[Service] = []
+        self._started: list[Part] = []
         self.store: JobStore | None = None
         self.watcher: InboxWatcher | None = None
         self.worker: JobWorker | None = None
@@ -247,9 +149,9 @@ class Daemon:
                                 on_status=self._write_status, retry_seconds=self.retry_seconds)
         self.worker.start()
         self.watcher.start()
-        for service in self.extra_services:
-            service.start()
-            self._started_services.append(service)
+        for part in self.parts:
+            part.start()
+            self._started.append(part)
         self._write_status(phase="ready")
 
     def _open_state(self) -> JobStore:
@@ -278,12 +180,12 @@ class Daemon:
             self.watcher.stop()
         if self.worker is not None:
             self.worker.join()
-        for service in reversed(self._started_services):
+        for part in reversed(self._started):
             try:
-                service.stop()
+                part.stop()
             except Exception:  # noqa: BLE001
-                log.exception("stopping %r failed", service)
-        self._started_services.clear()
+                log.exception("stopping %r failed", part)
+        self._started.clear()
         if self.store is not None:
             self._write_status(phase="stopped", current=None)
             self.store.close()
@@ -318,10 +220,10 @@ class Daemon:
         if threading.current_thread() is not threading.main_thread():
             return  # signal.signal only works there; embedders call stop() instead
 
-        def on_stop(signum, frame) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
             self._signal_stop = True
 
-        def on_hup(signum, frame) -> None:
+        def on_hup(signum: int, frame: FrameType | None) -> None:
             self._signal_reload = True
 
         signal.signal(signal.SIGTERM, on_stop)
@@ -355,28 +257,34 @@ class Daemon:
         return bool(self.worker and self.worker.alive() and self.watcher and self.watcher.alive)
 
     def reload(self) -> None:
-        """SIGHUP: read the settings again; timings and outputs apply now, folders on restart."""
-        if self.reload_settings is None:
+        """SIGHUP: the root reads the settings again and hands them to every part (``apply`` here)."""
+        if self._reload is None:
             log.info("reload requested, but no settings source to reload from")
             return
         self.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}",
                     "STATUS=reloading settings")
         try:
-            new = self.reload_settings()
-            if check_folders(new) != self.folders or _abs(new.paths.state_dir) != self.state_dir:
-                log.warning("folder changes take effect after a restart (systemctl --user restart asmr-daemon)")
-            if self.on_reload is not None:
-                self.on_reload(new)
+            self._reload()
         except AsmrError as exc:
             log.error("reload failed, keeping the old settings: %s", exc)
         else:
-            self.settings = new
-            if self.watcher is not None:
-                self.watcher.tracker.stable_seconds = new.watch.stable_seconds
-                self.watcher.tracker.max_wait_seconds = new.watch.max_wait_seconds
-                self.watcher.rescan_seconds = new.watch.rescan_seconds
             log.info("settings reloaded")
         self.notify("READY=1", f"STATUS={self._status_line()}")
+
+    def apply(self, new: Settings) -> None:
+        """New settings: watch timings apply now, folders on restart."""
+        if check_folders(new) != self.folders or _abs(new.paths.state_dir) != self.state_dir:
+            log.warning("folder changes take effect after a restart (systemctl --user restart asmr-daemon)")
+        self.settings = new
+        if self.watcher is not None:
+            self.watcher.tracker.stable_seconds = new.watch.stable_seconds
+            self.watcher.tracker.max_wait_seconds = new.watch.max_wait_seconds
+            self.watcher.rescan_seconds = new.watch.rescan_seconds
+
+    def announce(self) -> None:
+        """The model changed (adapter switch): the status record and systemd's STATUS say so now."""
+        self._write_status()
+        self.notify(f"STATUS={self._status_line()}")
 
     # -- the watch folder --------------------------------------------------------------------
 
@@ -408,17 +316,10 @@ class Daemon:
         return (counts["queued"] == 0 and counts["running"] == 0 and not settling
                 and not self.watcher.in_flight() and not (self.worker and self.worker.unstable))
 
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.idle():
-                return True
-            time.sleep(0.05)
-        return self.idle()
-
     def _status_line(self) -> str:
-        model = self.model_info.get("base_model") or "model"
-        adapter = self.model_info.get("adapter")
+        info = self.model()
+        model = info.get("base_model") or "model"
+        adapter = info.get("adapter")
         return f"ready: {model}" + (f" + {adapter}" if adapter else "") + f", watching {self.folders.inbox}"
 
     def _write_status(self, **fields: Any) -> None:
@@ -426,8 +327,8 @@ class Daemon:
         if "inbox" not in self.status.data:
             base = {"pid": os.getpid(), "started": self.status.data.get("started", time.time()),
                     "inbox": str(self.folders.inbox), "outbox": str(self.folders.outbox),
-                    "done": str(self.folders.done), "failed": str(self.folders.failed),
-                    "model": {**self.status.data.get("model", {}), **self.model_info}}
+                    "done": str(self.folders.done), "failed": str(self.folders.failed)}
+        base["model"] = {**self.status.data.get("model", {}), **self.model()}
         base["rss_bytes"] = process_rss_bytes()
         if self.worker is not None:
             base["worker"] = self.worker.status()
