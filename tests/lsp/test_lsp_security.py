@@ -56,7 +56,8 @@ def endpoint_factory(world):
         kwargs.setdefault("socket_path", world / "run" / "lsp.sock")
         kwargs.setdefault("tcp", f"127.0.0.1:{free_port()}")
         settings = Settings(paths=PathSettings(state_dir=world / "state", inbox=world / "inbox", outbox=world / "outbox"))
-        endpoint = LspEndpoint(Translator(engine or FakeEngine(), settings), settings, limits=limits, **kwargs)
+        translator = Translator(engine or FakeEngine(), settings, use_adapter=kwargs.pop("use_adapter", None))
+        endpoint = LspEndpoint(translator, settings, limits=limits, **kwargs)
         endpoint.start()
         started.append(endpoint)
         return endpoint
