@@ -16,7 +16,6 @@ made at the first start with TCP). Each connection sees the engine through its o
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import socket
@@ -32,7 +31,7 @@ from asmr_daemon.lsp.fair import FairEngine
 from asmr_daemon.lsp.framing import FrameError, Limits
 from asmr_daemon.lsp.loop import message_loop
 from asmr_daemon.lsp.token import tcp_token
-from asmr_daemon.lsp.translate import Translator
+from asmr_daemon.lsp.translate import SessionTranslator, Translator
 
 if TYPE_CHECKING:
     from asmr_daemon.engine.engine import Engine
@@ -209,7 +208,7 @@ class LspEndpoint:
 
     def _session_translator(self) -> Translator:
         fair = FairEngine(self.translator.engine, self.limits.engine_window)
-        return dataclasses.replace(self.translator, engine=cast("Engine", fair))  # an Engine to the session
+        return SessionTranslator(self.translator, cast("Engine", fair))  # an Engine to the session
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tcp: bool) -> None:
         from asmr_daemon.lsp.server import build_server

@@ -138,6 +138,33 @@ class Translator:
         self.engine.record_correction(doc.lines[index].body, target)
 
 
+class SessionTranslator(Translator):
+    """One editor connection's view of the shared translator: its own (fair) share of the
+    engine, and always the shared translator's *current* settings and adapter switch (a view,
+    not a copy), so a connection opened before a reload (SIGHUP, ``use-adapter``) uses the new
+    ones too."""
+
+    def __init__(self, shared: Translator, engine: Engine) -> None:
+        self._shared = shared
+        self.engine = engine
+
+    @property
+    def settings(self) -> Settings:
+        return self._shared.settings
+
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        self._shared.settings = value
+
+    @property
+    def use_adapter(self) -> Callable[[Path], str] | None:
+        return self._shared.use_adapter
+
+    @use_adapter.setter
+    def use_adapter(self, value: Callable[[Path], str] | None) -> None:
+        self._shared.use_adapter = value
+
+
 def _shown(lt: Any) -> Shown:
     """A pipeline ``LineTranslation`` -> what the editor shows."""
     problems = getattr(lt, "problems", ()) or ()

@@ -48,7 +48,7 @@ def drop(daemon: RealDaemon, rel: str, text: str) -> str:
 async def hover_file(daemon: RealDaemon, path: Path, text: str) -> str:
     """Hover line 0 of ``text`` shown as the editor buffer of ``path``."""
     assert daemon.tcp_port is not None
-    client = await tcp_client(daemon.tcp_port)
+    client = await tcp_client(daemon.tcp_port, daemon.token)
     try:
         await initialize(client)
         uri = path.as_uri()
@@ -84,6 +84,10 @@ async def test_sighup_with_new_decoding_settings_reaches_the_inbox_and_the_edito
     elsewhere = daemon.root / "editor"
     elsewhere.mkdir(exist_ok=True)
     assert await hover_file(daemon, elsewhere / "before.txt", line + "\n") == expected
+    # An editor that stays connected across the reload must see the new settings too.
+    assert daemon.tcp_port is not None
+    connected = await tcp_client(daemon.tcp_port, daemon.token)
+    await initialize(connected)
 
     # At most two new tokens per line: the model's answers are cut short, visibly.
     config = daemon.root / "config.toml"
@@ -96,3 +100,10 @@ async def test_sighup_with_new_decoding_settings_reaches_the_inbox_and_the_edito
     assert translated != expected and len(translated) < len(expected), translated
     shown = await hover_file(daemon, elsewhere / "after.txt", line + "\n")
     assert shown.split("\n\n")[0] == translated
+    try:
+        uri = (elsewhere / "kept.txt").as_uri()
+        connected.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="plaintext", version=1, text=line + "\n")))
+        assert (await hover(connected, uri, 0)).split("\n\n")[0] == translated
+    finally:
+        await close(connected)
