@@ -78,7 +78,6 @@ def train_config(args: argparse.Namespace, template: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from asmr_daemon.cli import command_name
     from asmr_daemon.config import load_settings
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = read_dataset(args.data)
     console = Console(stderr=True)
 
-    from asmr_daemon.adapter_files import adapter_metadata, save_adapter
+    from asmr_daemon.adapter_files import save_adapter
     from asmr_daemon.engine.loading import load_model
     from asmr_daemon.training import train_lora
 
@@ -121,29 +120,43 @@ def run(args: argparse.Namespace) -> int:
                             progress=True, on_epoch=on_epoch)
     except ValueError as exc:
         raise DatasetError(str(exc)) from None
-    table = Table(title="losses", title_justify="left")
-    for column in ("epoch", "train", "validation"):
-        table.add_column(column, justify="right")
-    for epoch, train, val in rows:
-        table.add_row(str(epoch), f"{train:.4f}", "-" if val is None else f"{val:.4f}")
-    console.print(table)
-
-    from asmr_daemon.engine.compat import base_fingerprint
-
-    base = model.config
-    identity = {"dir": str(base_dir), "identity": loaded.identity, "model_type": "glm",
-                "fingerprint": base_fingerprint(base_dir),
-                "hidden_size": base.hidden_size, "num_hidden_layers": base.num_hidden_layers,
-                "vocab_size": base.vocab_size}
-    meta = adapter_metadata(config, pairs, base_identity=identity, result=result)
-    meta["quantize"] = quantize
-    meta["resumed_from"] = str(args.resume_from) if args.resume_from else None
-    meta["split"] = {"train": result.train_size, "validation": result.val_size, "skipped": result.skipped}
+    console.print(_loss_table(rows))
+    meta = _metadata(args, config, pairs, result, base_dir, loaded.identity, model.config, quantize)
     save_adapter(result.model, out, metadata=meta, base_model_name_or_path=str(base_dir))
     if result.skipped:
         console.print(f"[yellow]{result.skipped} pair(s) longer than --max-length {config.max_length} were skipped[/]")
     console.print(f"adapter written to {out} (load it with --adapter {out} or `{command_name()} use-adapter {out}`)")
     return 0
+
+
+def _loss_table(rows: list[tuple[int, float, float | None]]) -> Any:
+    """The train/validation loss per epoch, as a rich table."""
+    from rich.table import Table
+
+    table = Table(title="losses", title_justify="left")
+    for column in ("epoch", "train", "validation"):
+        table.add_column(column, justify="right")
+    for epoch, train, val in rows:
+        table.add_row(str(epoch), f"{train:.4f}", "-" if val is None else f"{val:.4f}")
+    return table
+
+
+def _metadata(args: argparse.Namespace, config: Any, pairs: Any, result: Any, base_dir: Path, identity: str,
+              base: Any, quantize: str | None) -> dict[str, Any]:
+    """``asmr_adapter.json``: how the adapter was made, and the base it belongs to (its
+    fingerprint is what a later load checks)."""
+    from asmr_daemon.adapter_files import adapter_metadata
+    from asmr_daemon.engine.compat import base_fingerprint
+
+    base_identity = {"dir": str(base_dir), "identity": identity, "model_type": "glm",
+                     "fingerprint": base_fingerprint(base_dir),
+                     "hidden_size": base.hidden_size, "num_hidden_layers": base.num_hidden_layers,
+                     "vocab_size": base.vocab_size}
+    meta = adapter_metadata(config, pairs, base_identity=base_identity, result=result)
+    meta["quantize"] = quantize
+    meta["resumed_from"] = str(args.resume_from) if args.resume_from else None
+    meta["split"] = {"train": result.train_size, "validation": result.val_size, "skipped": result.skipped}
+    return meta
 
 
 def preflight(args: argparse.Namespace, settings: Any) -> Path:
