@@ -394,9 +394,10 @@ async def test_a_client_that_never_reads_is_disconnected_and_others_are_served(e
     victim = await connect(endpoint)
     open_text(victim, "耳かきしますね\nゆっくり休んでね\n")
     before = rss_bytes()
-    # Each answer is ~12 KB (a 2,000-character line): 40,000 unread answers would be 480 MB.
+    # Each answer is ~6 KB (a 2,000-character line that is translated, not a kept sound line such
+    # as "おおお…", whose hover is empty): 40,000 unread answers would be 240 MB.
     flood = asyncio.create_task(asyncio.to_thread(
-        flood_without_reading, endpoint.tcp_address[1], endpoint.token, "お" * 2000, 400_000))
+        flood_without_reading, endpoint.tcp_address[1], endpoint.token, "耳かき" * 667, 400_000))
     await asyncio.sleep(1.0)
     waited, hover = await timed_hover(victim, 0)
     assert hover.contents.value == "我来给你掏耳朵哦" and waited < FLOOD_HOVER_BOUND
