@@ -53,7 +53,7 @@ def test_a_hand_edited_output_is_kept_and_the_new_one_written_beside_it(tiny_kit
     # On a pipe, progress is plain whole lines: no bars, no escape codes, nothing cut short.
     assert "━" not in first.stderr and "\x1b[" not in first.stderr and "…" not in first.stderr
     assert re.search(r"^script\.txt: 20/20 lines \(100%\), \d+:\d\d$", first.stderr, re.MULTILINE), first.stderr
-    assert re.search(r"^Loading ChatGLM2 weights: 1/1 files \(100%\), \d+:\d\d$", first.stderr, re.MULTILINE)
+    assert re.search(r"^Loading weights: 1/1 files \(100%\), \d+:\d\d$", first.stderr, re.MULTILINE)
     assert not (tmp_path / "script.zh.txt.review.txt").exists()  # nothing flagged, no report
 
     corrected = output.read_text(encoding="utf-8").replace("哥哥", "欧尼酱")
