@@ -1,14 +1,19 @@
 """Engine benchmark: the engine against the loops a user would write, measured in the same run.
 
-Contenders, same distinct lines, same model, same ``LocalBackend.generate``, same per-line limit
+Contenders, same distinct lines, same resident model and tokenizer, same per-line limit
 (``max(min_new_tokens, ratio x source tokens)``):
 
-* naive loop (``--naive``): one ``generate`` call per line;
+* naive loop (``--naive``): one transformers ``generate`` call per line;
 * plain batched loop: batches of ``--batch-size`` lines in file order, one limit per batch (the
-  batch's largest), called from the main thread -- the ten lines a user would write;
+  batch's largest), transformers' ``generate`` called from the main thread -- the ten lines a user
+  would write;
 * sorted batched loop: the same, lines sorted by length first;
+* plain loop on the engine's decoder: the plain loop calling ``LocalBackend.generate`` (the
+  engine's own step loop: rows leave the batch as they end, the shared template prefix computed
+  once), to show how much of the engine's lead is its decoder and how much its scheduling;
 * the engine: ``submit_many`` and wait (its worker thread, length-sorted micro-batches, each row
-  stopping at its own limit, retries of flagged outputs, the translation memory).
+  stopping at its own limit, retries of flagged outputs, the translation memory), with its default
+  ``cpu_threads`` and again with one thread per core (the loops get torch's default: all cores).
 
 Then the translation memory (the same lines again, warm vs cold) and editors: the latency of
 editor requests one after another on an idle engine and while a batch job runs, and the batch
@@ -44,6 +49,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +87,10 @@ def distinct_lines(count: int, offset: int = 0) -> list[str]:
 
 
 def line_sets(setup: Setup) -> dict[str, list[str]]:
-    """Disjoint sets of lines, so no figure is helped by another's memory entries."""
-    sizes = {"lines": setup.lines, "idle_probes": setup.probes, "busy_probes": setup.probes,
-             "idle_job": setup.job_lines, "busy_job": setup.job_lines, "warmup": WARMUP}
+    """Disjoint sets of lines, so no figure is helped by another's memory entries. The editor
+    figures run the same probes and job on an idle engine and on a busy one (each with a memory
+    of its own): different lines would differ in length, and that alone moves a p95."""
+    sizes = {"lines": setup.lines, "probes": setup.probes, "job": setup.job_lines, "warmup": WARMUP}
     offsets = itertools.accumulate(sizes.values(), initial=0)
     return {name: distinct_lines(size, offset) for (name, size), offset in zip(sizes.items(), offsets)}
 
@@ -102,9 +109,26 @@ def _limit(backend: Any, line: str, decoding: DecodingSettings) -> int:
     return max(decoding.min_new_tokens, math.ceil(decoding.max_new_tokens_ratio * len(backend.encode(line))))
 
 
+def user_generate(backend: Any, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+    """What a user's loop calls: transformers' ``generate`` on the same resident model, prompts
+    left-padded with an attention mask, greedy, one limit for the batch."""
+    import torch
+
+    tokenizer = backend.tokenizer
+    ids, mask = tokenizer.batch(prompts)
+    with torch.inference_mode():
+        out = backend.loaded.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                            max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_id,
+                                            pad_token_id=tokenizer.pad_id)
+    return [row[: row.index(tokenizer.eos_id)] if tokenizer.eos_id in row else row
+            for row in out[:, ids.shape[1] :].tolist()]
+
+
 def loop_seconds(setup: Setup, kind: str) -> float:
     """A user's loop on the main thread: ``naive`` (one line per call), ``plain`` (batches in file
-    order, one limit per batch) or ``sorted`` (the same after sorting the lines by length)."""
+    order, one limit per batch) or ``sorted`` (the same after sorting the lines by length), each
+    calling transformers' ``generate``; ``decoder`` is the plain loop calling the engine's decoder
+    (``LocalBackend.generate``) instead, to tell the decoder's share from the scheduler's."""
     from asmr_daemon.engine.prompts import build_prompt
 
     if setup.loop_threads:
@@ -113,6 +137,7 @@ def loop_seconds(setup: Setup, kind: str) -> float:
         torch.set_num_threads(setup.loop_threads)
     backend, sets = _backend(setup), line_sets(setup)
     size = 1 if kind == "naive" else setup.engine.batch_size
+    generate = backend.generate if kind == "decoder" else partial(user_generate, backend)
 
     def run(lines: list[str]) -> None:
         prompts = [backend.encode(build_prompt(line, template=DEFAULT_TEMPLATE)) for line in lines]
@@ -120,7 +145,7 @@ def loop_seconds(setup: Setup, kind: str) -> float:
         rows = sorted(zip(prompts, limits), key=lambda row: len(row[0])) if kind == "sorted" else list(zip(prompts, limits))
         for start in range(0, len(rows), size):
             batch = rows[start : start + size]
-            for ids in backend.generate([p for p, _ in batch], max_new_tokens=max(n for _, n in batch)):
+            for ids in generate([p for p, _ in batch], max_new_tokens=max(n for _, n in batch)):
                 backend.decode(ids)
 
     run(sets["warmup"])
@@ -180,15 +205,17 @@ def editor_figures(setup: Setup) -> dict[str, Any]:
 
     sets = line_sets(setup)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = _engine(setup, Path(tmp), "latency")
-        idle = latencies(engine, sets["idle_probes"])
-        idle_rate = setup.job_lines / job_seconds(engine, sets["idle_job"])
+        engine = _engine(setup, Path(tmp), "idle")
+        idle = latencies(engine, sets["probes"])
+        idle_rate = setup.job_lines / job_seconds(engine, sets["job"])
+        engine.close(wait=True)
+        engine = _engine(setup, Path(tmp), "busy")
         finished: list[float] = []
-        job = engine.submit_many([Segment(line) for line in sets["busy_job"]], priority=Priority.BATCH)
+        job = engine.submit_many([Segment(line) for line in sets["job"]], priority=Priority.BATCH)
         for future in job:
             future.add_done_callback(lambda _: finished.append(time.perf_counter()))
         start = time.perf_counter()
-        busy = latencies(engine, sets["busy_probes"])
+        busy = latencies(engine, sets["probes"])
         end = time.perf_counter()
         done_in_burst = sum(1 for t in list(finished) if t <= end)
         engine.close(wait=True)
@@ -246,9 +273,11 @@ def p95(values: list[float]) -> float:
 
 
 def run_once(setup: Setup) -> dict[str, float]:
-    kinds = ("naive", "plain", "sorted") if setup.naive else ("plain", "sorted")
+    kinds = ("naive", "plain", "sorted", "decoder") if setup.naive else ("plain", "sorted", "decoder")
     figures = {kind: setup.lines / in_fresh_process(loop_seconds, setup, kind) for kind in kinds}
     seconds = in_fresh_process(engine_seconds, setup)
+    all_cores = replace(setup, engine=replace(setup.engine, cpu_threads=os.cpu_count() or 1))
+    figures["engine_all_cores"] = setup.lines / in_fresh_process(engine_seconds, all_cores)["cold"]
     editors = in_fresh_process(editor_figures, setup)
     figures.update(engine=setup.lines / seconds["cold"], cold=seconds["cold"], warm=seconds["warm"],
                    idle_p50=statistics.median(editors["idle"]), busy_p50=statistics.median(editors["busy"]),
@@ -271,7 +300,10 @@ def report(runs: list[dict[str, float]], setup: Setup) -> None:
     rows += [
         ("plain batched loop (lines/s)", m["plain"], each["plain"], m["engine"] / m["plain"]),
         ("sorted batched loop (lines/s)", m["sorted"], each["sorted"], m["engine"] / m["sorted"]),
+        ("plain loop, engine's decoder (lines/s)", m["decoder"], each["decoder"], m["engine"] / m["decoder"]),
         ("engine (lines/s)", m["engine"], each["engine"], 1.0),
+        ("engine, cpu_threads = all cores (lines/s)", m["engine_all_cores"], each["engine_all_cores"],
+         m["engine"] / m["engine_all_cores"]),
         ("memory warm vs cold (s)", m["warm"], each["warm"], m["cold"] / m["warm"]),
         ("interactive p50 idle (ms)", m["idle_p50"] * 1e3, each["idle_p50"], None),
         ("interactive p50 under job (ms)", m["busy_p50"] * 1e3, each["busy_p50"], m["busy_p50"] / m["idle_p50"]),
@@ -280,10 +312,10 @@ def report(runs: list[dict[str, float]], setup: Setup) -> None:
         ("batch job alone (lines/s)", m["idle_rate"], each["idle_rate"], None),
         ("batch job in probe burst (lines/s)", m["burst_rate"], each["burst_rate"], m["burst_rate"] / m["idle_rate"]),
     ]
-    print(f"{'figure':<36} {'median':>9}  {'ratio':>7}  runs")
+    print(f"{'figure':<40} {'median':>9}  {'ratio':>7}  runs")
     for name, value, runs_text, ratio in rows:
         ratio_text = "" if ratio is None else f"x{ratio:.2f}"
-        print(f"{name:<36} {value:9.1f}  {ratio_text:>7}  {runs_text}")
+        print(f"{name:<40} {value:9.1f}  {ratio_text:>7}  {runs_text}")
     print("ratios: engine / loop; warm speed-up; under job / idle; in burst / alone. "
           f"Job lines still open after the burst: {each['open_after_burst']} of {setup.job_lines}")
 
@@ -294,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", type=Path)
     parser.add_argument("--mid-size", action="store_true", help="a random GLM, hidden 1024, 8 layers")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    parser.add_argument("--lines", type=int, help="lines for the throughput runs (160; 64 with --mid-size)")
-    parser.add_argument("--job-lines", type=int, help="the batch job under the probes (400; 96 with --mid-size)")
-    parser.add_argument("--probes", type=int, help="editor requests in a burst (20; 8 with --mid-size)")
+    parser.add_argument("--lines", type=int, help="lines for the throughput runs (320; 64 with --mid-size)")
+    parser.add_argument("--job-lines", type=int, help="the batch job under the probes (500; 96 with --mid-size)")
+    parser.add_argument("--probes", type=int, help="editor requests in a burst (30; 8 with --mid-size)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=EngineSettings().batch_size)
     parser.add_argument("--cpu-threads", type=int, default=EngineSettings().cpu_threads,
@@ -310,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         base, adapter = models(args, Path(tmp))
         setup = Setup(base, adapter, args.device, decoding,
                       EngineSettings(batch_size=args.batch_size, cpu_threads=args.cpu_threads),
-                      lines=args.lines or (64 if mid else 160), probes=args.probes or (8 if mid else 20),
-                      job_lines=args.job_lines or (96 if mid else 400), loop_threads=args.loop_threads,
+                      lines=args.lines or (64 if mid else 320), probes=args.probes or (8 if mid else 30),
+                      job_lines=args.job_lines or (96 if mid else 500), loop_threads=args.loop_threads,
                       naive=args.naive)
         runs = []
         for number in range(1, args.runs + 1):

@@ -1,8 +1,8 @@
 """The local backend: batched greedy decoding with the resident transformers (+ peft) model.
 
 It only runs the model; the scheduler decides what goes into a batch. A prompt gives the same tokens
-alone or in a batch: prompts are left-padded with an attention mask, and ``generate`` derives the
-position ids from that mask (``cumsum - 1``), so every prompt's positions start at 0 as when alone.
+alone or in a batch: the step loop (``engine/decoding.py``) keeps each row's own positions and masks
+the cache columns a row does not use.
 
 Adapters: several ``LocalBackend``s may share one ``LoadedModel``, each with its own named peft
 adapter (``with_adapter``); each generate call activates its own, so the engine can finish old
@@ -18,51 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from asmr_daemon.engine import decoding
 from asmr_daemon.engine.adapters import PreparedAdapter, attach_prepared, prepare_adapter
 from asmr_daemon.engine.loading import LoadedModel
-from asmr_daemon.engine.requests import Unfinished, row_limits
+from asmr_daemon.engine.requests import Penalty, Unfinished, row_limits, row_penalties
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
 
 _adapter_names = itertools.count(1)
-
-
-class _RowLimits(StoppingCriteria):
-    """Sees every decoding step: stops each row at its own ``max_new_tokens`` (generate only knows
-    one limit per batch, so a batch would otherwise run every row to the longest row's limit),
-    reports each row the step it ends (eos or its limit) to ``on_row_done``, and stops the whole
-    call when ``should_stop()`` says so (an editor request is waiting: it joins the rows cut short)."""
-
-    def __init__(self, prompt_length: int, limits: list[int], eos: int,
-                 should_stop: Callable[[], bool] | None,
-                 on_row_done: Callable[[int, list[int]], None] | None) -> None:
-        self.prompt_length = prompt_length
-        self.limits = torch.tensor(limits)
-        self.eos = eos
-        self.should_stop = should_stop
-        self.on_row_done = on_row_done
-        self.reported = torch.zeros(len(limits), dtype=torch.bool)
-        self.preempted = False
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.Tensor:
-        new = input_ids[:, self.prompt_length :].cpu()
-        done = new.shape[1] >= self.limits
-        if self.on_row_done is not None:
-            ended = done | (new == self.eos).any(dim=1)
-            for i in torch.nonzero(ended & ~self.reported).flatten().tolist():
-                self.on_row_done(i, _cut(new[i].tolist(), int(self.limits[i]), self.eos))
-            self.reported |= ended
-        if self.should_stop is not None and self.should_stop():
-            self.preempted = True
-            return torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        return done.to(input_ids.device)
-
-
-def _cut(ids: list[int], limit: int, eos: int) -> list[int]:
-    """A row's tokens up to its own limit and before its eos."""
-    ids = ids[:limit]
-    return ids[: ids.index(eos)] if eos in ids else ids
 
 
 class LocalBackend:
@@ -89,6 +52,7 @@ class LocalBackend:
             self.adapter_identity = adapter.identity
             self.adapter_dir = adapter.adapter_dir
         self._pending = adapter  # attached on the worker thread, at first use
+        self._kv = decoding.KVStore()  # this adapter's prompt prefixes and rows cut short
 
     @property
     def identity(self) -> str:
@@ -107,6 +71,7 @@ class LocalBackend:
     def retire(self) -> None:
         """Free this backend's adapter (the engine calls it once nothing runs on it any more)."""
         self._pending = None
+        self._kv.clear()
         model = self.loaded.model
         if (self.adapter_name is not None and _is_peft(model)
                 and self.adapter_name in model.peft_config and len(model.peft_config) > 1):
@@ -140,7 +105,7 @@ class LocalBackend:
         prompts: list[list[int]],
         *,
         max_new_tokens: list[int] | int,
-        repetition_penalty: float | None = None,
+        repetition_penalty: Penalty = None,
         should_stop: Callable[[], bool] | None = None,
         on_row_done: Callable[[int, list[int]], None] | None = None,
     ) -> list[list[int]]:
@@ -150,41 +115,18 @@ class LocalBackend:
         once and the rows that had not finished (no eos, under their limit) come back as
         ``Unfinished`` (their tokens so far), to be continued later. Finished rows are exact.
         ``on_row_done(index, ids)`` is called the step a row ends, with the ids it returns.
-
-        Note: with ``repetition_penalty`` a padded row also penalises the pad id (0, ``<unk>``), a token
-        the model does not emit anyway; everything else is identical to running the prompt alone.
+        A prompt that continues a row cut short resumes from that row's kept KV cache
+        (``engine/decoding.py``); every row gets the tokens it gets alone.
         """
         if not prompts:
             return []
-        limits = row_limits(prompts, max_new_tokens)
-        longest = max(limits)
-        if longest <= 0:
-            return [[] for _ in prompts]
-        eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id
-        input_ids, attention_mask = self.tokenizer.batch(prompts)
-        device = self.loaded.device
-        config = GenerationConfig(
-            do_sample=False,
-            max_new_tokens=longest,
-            eos_token_id=eos,
-            pad_token_id=pad,
-            repetition_penalty=repetition_penalty if repetition_penalty is not None else 1.0,
-        )
-        stopper = _RowLimits(input_ids.shape[1], limits, eos, should_stop, on_row_done)
+        call = decoding.Call([list(p) for p in prompts], row_limits(prompts, max_new_tokens),
+                             eos=self.tokenizer.eos_id, pad=self.tokenizer.pad_id,
+                             penalties=row_penalties(prompts, repetition_penalty), should_stop=should_stop,
+                             on_row_done=on_row_done)
         with self._activate(), torch.inference_mode():
-            out = self.loaded.model.generate(
-                input_ids=input_ids.to(device),
-                attention_mask=attention_mask.to(device),
-                generation_config=config,
-                stopping_criteria=StoppingCriteriaList([stopper]),
-            )
-        generated = out[:, input_ids.shape[1] :].tolist()
-        results: list[list[int]] = []
-        for ids, limit in zip(generated, limits, strict=True):
-            finished = eos in ids[:limit] or len(ids) >= limit
-            ids = _cut(ids, limit, eos)
-            results.append(ids if finished or not stopper.preempted else Unfinished(ids))
-        return results
+            generated, cut = decoding.run(self.loaded.model, self._kv, call, self.loaded.device)
+        return [Unfinished(ids) if row in cut else ids for row, ids in enumerate(generated)]
 
     def decode(self, ids: list[int]) -> str:
         """Text of generated ids (specials dropped)."""

@@ -34,7 +34,7 @@ from asmr_daemon.config import OpenAISettings
 from asmr_daemon.engine.chatglm2_names import CHATGLM2_ONLY_TARGETS
 from asmr_daemon.engine.http import UNREACHABLE_HINT, ServerClient
 from asmr_daemon.engine.http import short as _short
-from asmr_daemon.engine.requests import row_limits
+from asmr_daemon.engine.requests import Penalty, row_limits, row_penalties
 from asmr_daemon.errors import (
     AdapterError,
     BackendError,
@@ -147,20 +147,20 @@ class OpenAIBackend:
         return self.tokenizer.decode(ids)
 
     def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int] | int,
-                 repetition_penalty: float | None = None) -> list[list[int]]:
+                 repetition_penalty: Penalty = None) -> list[list[int]]:
         """New ids per prompt, cut at eos and at the row's own limit (as ``LocalBackend.generate``).
 
         vLLM applies ``repetition_penalty`` to prompt and output tokens, like transformers does.
         """
         if not prompts:
             return []
-        limits = row_limits(prompts, max_new_tokens)
+        limits, penalties = row_limits(prompts, max_new_tokens), row_penalties(prompts, repetition_penalty)
         info = self.server_info()
         futures = []
-        for ids, limit in zip(prompts, limits, strict=True):
+        for ids, limit, penalty in zip(prompts, limits, penalties, strict=True):
             if info.max_model_len is not None:
                 limit = min(limit, info.max_model_len - len(ids))  # the server refuses longer rows
-            futures.append(self._pool.submit(self._complete, list(ids), limit, repetition_penalty)
+            futures.append(self._pool.submit(self._complete, list(ids), limit, penalty)
                            if limit > 0 else None)
         try:
             return [f.result() if f is not None else [] for f in futures]

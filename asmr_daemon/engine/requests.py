@@ -8,11 +8,15 @@ futures are not part of it: the engine keeps them (``waiters.Waiters``), keyed b
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
+
+Penalty = float | None | Sequence[float | None]
+"""A call's repetition penalty: one for every row, or one per row; None: none."""
 
 
 @runtime_checkable
@@ -27,8 +31,11 @@ class Backend(Protocol):
         ...
 
     def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int],
-                 repetition_penalty: float | None = None) -> list[list[int]]:
+                 repetition_penalty: Penalty = None) -> list[list[int]]:
         """Greedy generation for a batch; returns only the new tokens of each row.
+
+        ``repetition_penalty``: one for every row or one per row (None: no penalty), so a retry
+        runs in the same call as first passes.
 
         A backend with ``preemptible = True`` also takes ``should_stop: Callable[[], bool]``:
         polled between decoding steps; when it turns True the call returns at once, with an
@@ -54,6 +61,14 @@ class Backend(Protocol):
         submitted before the switch on the old one.
         """
         ...
+
+
+def row_penalties(prompts: list[list[int]], penalty: Penalty) -> list[float | None]:
+    """Each row's repetition penalty (one value means the same for all)."""
+    penalties = list(penalty) if isinstance(penalty, Sequence) else [penalty] * len(prompts)
+    if len(penalties) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(penalties)} repetition penalties")
+    return penalties
 
 
 def row_limits(prompts: list[list[int]], max_new_tokens: list[int] | int) -> list[int]:

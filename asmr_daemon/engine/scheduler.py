@@ -9,9 +9,9 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
   ``rows * longest(prompt + max_new_tokens)`` within ``token_budget``); the plan is the
   micro-batch that holds the oldest request, so similar lengths run together (little
   padding) and the queue still advances in arrival order (no starvation);
-* a micro-batch holds requests of one backend identity and one decoding (first pass or retry)
-  only: after an adapter switch, requests submitted before it still run on the old adapter, and
-  a retry runs with the repetition penalty;
+* a micro-batch holds requests of one backend identity only: after an adapter switch, requests
+  submitted before it still run on the old adapter; a retry (its own repetition penalty) shares a
+  call with first passes, so it costs a row, not a call of its own;
 * a few batch rows join an editor's plan (``join_divisor``): first the rows its arrival cut short
   (``requeue`` with their tokens so far; they continue in the same call), then the oldest, so
   the batch job advances while an editor sends request after request;
@@ -40,20 +40,15 @@ class BatchPlan:
         """The backend every row runs on."""
         return self.requests[0].identity
 
-    @property
-    def retry(self) -> bool:
-        """True when the rows run again with the repetition penalty."""
-        return self.requests[0].retry
-
 
 class Scheduler:
     def __init__(self, *, window_factor: int = 4, join_divisor: int = 2) -> None:
         # How many batches' worth of the queue head are considered for length sorting.
         self.window_factor = window_factor
         # An editor's call carries at most max_batch // join_divisor batch rows along. Measured on
-        # 2 CPU cores (tiny model, batch 32): a decoding step of 33 rows costs ~7x one of 1 row and
-        # every joined row is prefilled again; joining all 32 rows kept the job at 99% of its
-        # speed but tripled the editor's p95, 4 rows gave 24% and x2.2, 16 rows 66-75% and x1.6-2.
+        # 2 CPU cores (tiny model, batch 32; rows cut short resume from their kept KV cache): a
+        # 17-row step costs ~1.5x a 1-row step; 16 rows kept the job at 62-79% of its speed with
+        # the editor's p95 at x1.7-1.8, 8 rows 42-56% and x1.2-1.8 (single runs; README).
         self.join_divisor = join_divisor
         self._waiting: dict[str, Request] = {}
         self._running: dict[str, Request] = {}
@@ -143,9 +138,8 @@ class Scheduler:
         if oldest.alone:
             chosen = [oldest]
         else:
-            # One backend and one decoding per call; isolated rows never share one.
-            ready = [r for r in ready if r.identity == oldest.identity and r.retry == oldest.retry
-                     and not r.alone]
+            # One backend per call; isolated rows never share one.
+            ready = [r for r in ready if r.identity == oldest.identity and not r.alone]
             queue = sorted(r for r in ready if r.priority == priority)
             window = queue[: max(1, max_batch) * max(1, self.window_factor)]
             window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))

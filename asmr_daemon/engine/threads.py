@@ -21,11 +21,11 @@ import os
 def default_threads() -> int:
     """One intra-op thread per core this process may run on, less one for everything else.
 
-    Measured on a 2-core machine shared with other work: a 2-thread team spins and stalls whenever
-    another thread or process wants a core (the plain batched loop fell from 60-84 to 2-6 lines/s
-    while burning 35x the CPU time); one thread kept its speed. On that machine idle, two threads
-    were ~1.3x faster than one. The daemon always shares the machine (its editor, the watch folder,
-    the desktop), so it leaves one core free.
+    Measured (issue 14, 2-core machine, tiny model, the engine on 320 lines, medians of 6):
+    alone on the machine, 2 threads were no faster than 1 (428-496 vs 402-480 lines/s); with one
+    other busy process, 2 threads fell to 100 lines/s while 1 thread kept 412 -- a 2-thread team
+    spins and stalls whenever something else wants a core. The daemon always shares the machine
+    (the editor, the watch folder, the desktop), so it leaves one core free.
     """
     try:
         cores = len(os.sched_getaffinity(0))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from asmr_daemon.config import DecodingSettings
@@ -53,7 +52,7 @@ class Worker:
                      count, self.state.settings.cpu_threads)
         while (step := self._next_plan()) is not None:
             plan, backend = step
-            self._apply(plan, backend, self._run(plan, backend))
+            self._apply(plan.requests, backend, self._run(plan, backend))
 
     # -- plan ------------------------------------------------------------------------------
 
@@ -112,14 +111,14 @@ class Worker:
         with self.state.cond:
             self.state.counts["model_calls"] += 1
             self.state.counts["rows"] += len(rows)
-        extra: dict[str, Callable[..., Any]] = {}
+        extra: dict[str, Any] = {}
         if getattr(backend, "preemptible", False):
             extra = {"should_stop": self.state.interactive_waiting.is_set,
                      "on_row_done": lambda i, ids: self._row_done(backend, rows[i], ids)}
         try:
             ids = backend.generate([(r.prompt_ids or []) + r.generated for r in rows],
                                    max_new_tokens=[r.max_new_tokens - len(r.generated) for r in rows],
-                                   repetition_penalty=self.decoding.retry_repetition_penalty if plan.retry else None,
+                                   repetition_penalty=self._penalties(rows),
                                    **extra)
             if len(ids) != len(rows):
                 raise RuntimeError(f"backend returned {len(ids)} outputs for {len(rows)} prompts")
@@ -132,6 +131,12 @@ class Worker:
                 log.exception("translating a batch failed: %s", _describe(plan))
             return exc
 
+    def _penalties(self, rows: tuple[Request, ...]) -> float | None | list[float | None]:
+        """The repetition penalty for retries, None for first passes: one value when all rows
+        share it, else one per row."""
+        penalties = [self.decoding.retry_repetition_penalty if r.retry else None for r in rows]
+        return penalties[0] if len(set(penalties)) == 1 else penalties
+
     def _row_done(self, backend: Backend, request: Request, ids: list[int]) -> None:
         """An editor's row ended while its call goes on: answer it now (worker thread, inside
         ``generate``). Batch rows wait for the call's end: their memory writes would only delay
@@ -141,17 +146,17 @@ class Worker:
 
     # -- apply -----------------------------------------------------------------------------
 
-    def _apply(self, plan: BatchPlan, backend: Backend, outcome: Outcome) -> None:
-        rows = [r for r in plan.requests if r.status is RequestStatus.RUNNING]  # not answered yet
+    def _apply(self, called: tuple[Request, ...], backend: Backend, outcome: Outcome) -> None:
+        rows = [r for r in called if r.status is RequestStatus.RUNNING]  # not answered yet
         if isinstance(outcome, Exception):
             with self.state.cond:
                 self.state.counts["failed_batches"] += 1
-            if len(plan.requests) > 1 and not isinstance(outcome, BackendUnavailable):
+            if len(called) > 1 and not isinstance(outcome, BackendUnavailable):
                 self._requeue(rows, "isolated", alone=True)  # the bad row will fail alone
             else:
                 self._fail(rows, outcome)
             return
-        by_request = dict(zip(plan.requests, outcome))
+        by_request = dict(zip(called, outcome))
         cut = []
         for request in rows:
             output = by_request[request]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from asmr_daemon.engine.requests import Penalty, row_penalties
+
 
 def fake_translate(source: str) -> str:
     return "".join(chr(0x4E00 + ord(c) - 0x3000) if 0x3041 <= ord(c) <= 0x30FF else c for c in source)
@@ -21,7 +23,7 @@ def fake_translate(source: str) -> str:
 class Call:
     sources: tuple[str, ...]
     max_new_tokens: tuple[int, ...]
-    repetition_penalty: float | None
+    repetition_penalty: Penalty
     thread: str
 
 
@@ -58,7 +60,7 @@ class FakeBackend:
         return "".join(chr(i) for i in ids)
 
     def generate(self, prompts: list[list[int]], *, max_new_tokens: list[int],
-                 repetition_penalty: float | None = None) -> list[list[int]]:
+                 repetition_penalty: Penalty = None) -> list[list[int]]:
         self.threads.add(threading.current_thread().name)
         sources = tuple(self.decode(p).rsplit("原文：\n", 1)[-1] for p in prompts)
         self.calls.append(Call(sources, tuple(max_new_tokens), repetition_penalty,
@@ -67,6 +69,7 @@ class FakeBackend:
         assert self._gate.wait(30), "test never released the fake backend"
         if self.fail_on & set(sources):
             raise RuntimeError("CUDA out of memory (fake)")
-        table = self.retry_outputs if repetition_penalty is not None else self.outputs
-        answers = [table.get(s, self.outputs.get(s, fake_translate(s))) for s in sources]
+        penalties = row_penalties(prompts, repetition_penalty)
+        answers = [(self.retry_outputs if penalty is not None else self.outputs).get(s, self.outputs.get(s, fake_translate(s)))
+                   for s, penalty in zip(sources, penalties)]
         return [self.encode(a)[:n] for a, n in zip(answers, max_new_tokens)]

@@ -159,16 +159,15 @@ def test_rows_an_editor_cut_short_join_its_plan() -> None:
     assert keys(s.plan(5, 100)) == ["hover2"]  # joining would break the token budget
 
 
-def test_retries_and_isolated_rows_run_apart() -> None:
+def test_retries_share_a_call_with_first_passes_and_isolated_rows_run_alone() -> None:
     s = Scheduler()
     a, b, c, d = (req(k) for k in "abcd")
     a.retry = b.retry = True
     c.alone = d.alone = True
     for r in (a, b, c, d, req("e"), req("f")):
         s.add(r)
-    first = s.plan(8, 1000)
-    assert keys(first) == ["a", "b"] and first.retry
-    assert [keys(s.plan(8, 1000)) for _ in range(3)] == [["c"], ["d"], ["e", "f"]]
+    assert keys(s.plan(8, 1000)) == ["a", "b", "e", "f"]
+    assert [keys(s.plan(8, 1000)) for _ in range(2)] == [["c"], ["d"]]
 
 
 def test_an_editor_call_carries_a_few_batch_rows_along() -> None:

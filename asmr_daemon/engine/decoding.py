@@ -1,0 +1,321 @@
+"""Greedy batched decoding on a transformers causal LM with its own step loop (not ``generate``).
+
+What the loop does that a ``generate`` call cannot (issue 14, measured in ``benchmarks/engine.py``):
+
+* a row that ends (eos or its own limit) leaves the batch the same step, so a call costs what its
+  rows need, not rows x its longest row;
+* the prompt prefix its rows share (the prompt template) is computed once per backend and kept
+  (``KVStore.prefixes``), so each row prefills only its own text;
+* a row cut short (an editor request stopped the call) keeps its KV cache (``KVStore.suspended``),
+  keyed by its tokens so far; the call that continues it resumes there instead of prefilling
+  prompt + tokens so far again.
+
+One KV cache holds the batch: per layer ``[rows, heads, columns, head_dim]``, a boolean mask of the
+columns each row attends to, and each row's next position id. Rows keep the positions they have
+alone; columns a row does not use (alignment, the gap after a shared prefix) are masked, and a
+masked column adds exactly nothing to attention, so each row gets the tokens it gets alone.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+"""Per layer: keys and values, ``[rows, heads, columns, head_dim]``."""
+
+PREFIXES_KEPT = 4  # prompt prefixes (templates) whose KV cache a backend keeps
+SUSPENDED_KEPT = 256  # rows cut short whose KV cache waits for the call that continues them
+# New rows prefilled per forward. An editor request waits for one chunk at most, not a whole
+# batch's prefill (32 rows x ~35 tokens took 41 ms on 2 CPU cores, tiny model; 8 rows 7 ms:
+# per row, smaller chunks were no slower).
+PREFILL_ROWS = 8
+
+
+@dataclass
+class KV:
+    """The KV cache of some rows that all stand before feeding their last token."""
+
+    layers: Layers
+    mask: torch.Tensor  # [rows, columns] bool: the columns each row attends to
+    positions: torch.Tensor  # [rows] long: the position id of each row's next token
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def columns(self) -> int:
+        return int(self.mask.shape[1])
+
+    def select(self, rows: torch.Tensor | list[int]) -> KV:
+        """These rows only, without the columns none of them attends to any more."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.mask.device)
+        mask = self.mask.index_select(0, index)
+        used = mask.any(dim=0)
+        if bool(used.all()):
+            layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.layers]
+        else:
+            cols = torch.nonzero(used).flatten()
+            layers = [(k.index_select(0, index).index_select(2, cols), v.index_select(0, index).index_select(2, cols))
+                      for k, v in self.layers]
+            mask = mask.index_select(1, cols)
+        return KV(layers, mask, self.positions.index_select(0, index))
+
+    def widened(self, columns: int) -> KV:
+        """The same rows with masked empty columns in front, ``columns`` in all."""
+        extra = columns - self.columns
+        if extra <= 0:
+            return self
+        def pad(t: torch.Tensor) -> torch.Tensor:
+            return torch.cat([t.new_zeros(t.shape[0], t.shape[1], extra, t.shape[3]), t], dim=2)
+        layers = [(pad(k), pad(v)) for k, v in self.layers]
+        mask = torch.cat([self.mask.new_zeros(self.rows, extra), self.mask], dim=1)
+        return KV(layers, mask, self.positions)
+
+
+def concat(parts: Sequence[KV]) -> KV:
+    """The rows of all ``parts`` in one cache, in that order."""
+    if len(parts) == 1:
+        return parts[0]
+    width = max(p.columns for p in parts)
+    wide = [p.widened(width) for p in parts]
+    layers = [(torch.cat([p.layers[i][0] for p in wide]), torch.cat([p.layers[i][1] for p in wide]))
+              for i in range(len(wide[0].layers))]
+    return KV(layers, torch.cat([p.mask for p in wide]), torch.cat([p.positions for p in wide]))
+
+
+def forward(model: Any, kv: KV | None, ids: torch.Tensor, mask: torch.Tensor,
+            positions: torch.Tensor) -> tuple[torch.Tensor, KV]:
+    """Run ``ids`` ([rows, columns]; ``mask`` marks the real ones) after ``kv``: the logits at the
+    last column and the cache with the new columns appended."""
+    cache = _cache(kv.layers if kv is not None and kv.columns else [])
+    full_mask = mask if kv is None else torch.cat([kv.mask, mask], dim=1)
+    out = model(input_ids=ids, attention_mask=full_mask.long(), position_ids=positions, cache=cache,
+                use_cache=True, logits_to_keep=1)
+    layers = []
+    for layer in cache.layers:
+        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
+            raise TypeError(f"unexpected KV cache layer {type(layer).__name__}")
+        layers.append((layer.keys, layer.values))
+    next_positions = positions[:, -1] + 1
+    return out.logits[:, -1, :], KV(layers, full_mask, next_positions)
+
+
+def _cache(layers: Layers) -> DynamicCache:
+    """A transformers cache over these tensors (not a copy: the model's step appends to them)."""
+    cache = DynamicCache()
+    for keys, values in layers:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
+
+
+@dataclass
+class KVStore:
+    """What a backend keeps between calls: prompt prefixes and rows cut short. Worker thread only."""
+
+    prefixes: OrderedDict[tuple[int, ...], KV] = field(default_factory=OrderedDict)
+    suspended: OrderedDict[tuple[int, ...], KV] = field(default_factory=OrderedDict)
+
+    def clear(self) -> None:
+        self.prefixes.clear()
+        self.suspended.clear()
+
+    def suspend(self, tokens: tuple[int, ...], kv: KV) -> None:
+        self.suspended[tokens] = kv
+        while len(self.suspended) > SUSPENDED_KEPT:
+            self.suspended.popitem(last=False)
+
+    def prefix_for(self, model: Any, histories: list[list[int]], device: torch.device) -> KV | None:
+        """The cached KV of the longest kept prefix every history starts with; if none and several
+        rows share a prefix, that prefix, computed once now and kept."""
+        shortest = min(len(h) for h in histories)
+        for tokens, kv in sorted(self.prefixes.items(), key=lambda item: -len(item[0])):
+            if len(tokens) <= shortest and all(tuple(h[: len(tokens)]) == tokens for h in histories):
+                self.prefixes.move_to_end(tokens)
+                return kv
+        common = _common_prefix(histories)
+        if len(histories) < 2 or len(common) < 2:
+            return None
+        ids = torch.tensor([common], device=device)
+        _, kv = forward(model, None, ids, torch.ones_like(ids, dtype=torch.bool),
+                        torch.arange(len(common), device=device)[None])
+        self.prefixes[tuple(common)] = kv
+        while len(self.prefixes) > PREFIXES_KEPT:
+            self.prefixes.popitem(last=False)
+        return kv
+
+
+def _common_prefix(rows: list[list[int]]) -> list[int]:
+    first = rows[0]
+    length = min(len(r) for r in rows)
+    for i in range(length):
+        if any(r[i] != first[i] for r in rows):
+            return first[:i]
+    return first[:length]
+
+
+def prefill(model: Any, store: KVStore, histories: list[list[int]], pad: int, device: torch.device) -> KV:
+    """The KV cache of new rows (every token but the last of each): the shared prefix from the
+    store, then each row's rest, left-padded to the longest rest."""
+    prefix = store.prefix_for(model, histories, device)
+    shared = 0 if prefix is None else prefix.columns
+    rests = [h[shared:] for h in histories]
+    width = max(len(r) for r in rests)
+    base = None if prefix is None else KV(
+        [(k.expand(len(rests), -1, -1, -1), v.expand(len(rests), -1, -1, -1)) for k, v in prefix.layers],
+        prefix.mask.expand(len(rests), -1), prefix.positions.expand(len(rests)))
+    if width == 0:
+        return base if base is not None else _empty(len(rests), device)
+    ids = torch.full((len(rests), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rests), width), dtype=torch.bool)
+    positions = torch.zeros((len(rests), width), dtype=torch.long)
+    for i, rest in enumerate(rests):
+        if rest:
+            ids[i, width - len(rest):] = torch.tensor(rest)
+            mask[i, width - len(rest):] = True
+            positions[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
+    _, kv = forward(model, base, ids.to(device), mask.to(device), positions.to(device))
+    kv.positions = torch.tensor([len(h) for h in histories], device=device)
+    return kv
+
+
+def _empty(rows: int, device: torch.device) -> KV:
+    return KV([], torch.zeros((rows, 0), dtype=torch.bool, device=device),
+              torch.zeros(rows, dtype=torch.long, device=device))
+
+
+@dataclass
+class Call:
+    """One ``generate`` call: its rows, limits and hooks."""
+
+    rows: list[list[int]]  # prompt + tokens so far, per row
+    limits: list[int]
+    eos: int
+    pad: int
+    penalties: list[float | None] = field(default_factory=list)  # per row; None: no penalty
+    should_stop: Callable[[], bool] | None = None
+    on_row_done: Callable[[int, list[int]], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.penalties = self.penalties or [None] * len(self.rows)
+
+
+def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[list[list[int]], set[int]]:
+    """Greedy tokens per row (cut at its eos and its limit), and the rows ``should_stop`` cut short:
+    those hold their tokens so far, and their KV cache waits in the store for the call that
+    continues them."""
+    generated: list[list[int]] = [[] for _ in call.rows]
+    started = _start(model, store, call, list(range(len(call.rows))), device)
+    if started is None:  # stopped before the first step
+        return generated, {i for i, limit in enumerate(call.limits) if limit > 0}
+    kv, live = started
+    last = torch.tensor([call.rows[i][-1] for i in live], device=device, dtype=torch.long)
+    penalty = _Penalty.of(call, live, generated, device)
+    while live:
+        logits, kv = forward(model, kv, last[:, None], torch.ones((len(live), 1), dtype=torch.bool, device=device),
+                             kv.positions[:, None])
+        chosen = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1)
+        keep = _advance(call, live, chosen.tolist(), generated)
+        if len(keep) < len(live):  # rows that ended leave the batch
+            live = [live[s] for s in keep]
+            if not live:
+                break
+            index = torch.tensor(keep, device=device)
+            kv, chosen = kv.select(index), chosen.index_select(0, index)
+            if penalty is not None:
+                penalty.keep(index)
+        last = chosen
+        if penalty is not None:
+            penalty.add(last)
+        if call.should_stop is not None and call.should_stop():
+            for slot, row in enumerate(live):
+                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
+            return generated, set(live)
+    return generated, set()
+
+
+def _advance(call: Call, live: list[int], tokens: list[int], generated: list[list[int]]) -> list[int]:
+    """Give each live row its token; report the rows that end; the slots of those that go on."""
+    keep = []
+    for slot, (row, token) in enumerate(zip(live, tokens)):
+        if token != call.eos:
+            generated[row].append(token)
+        if token == call.eos or len(generated[row]) >= call.limits[row]:
+            if call.on_row_done is not None:
+                call.on_row_done(row, generated[row])
+        else:
+            keep.append(slot)
+    return keep
+
+
+def _start(model: Any, store: KVStore, call: Call, rows: list[int], device: torch.device) -> tuple[KV, list[int]] | None:
+    """The cache of ``rows`` that have a token to generate: resumed rows from the store, new rows
+    prefilled ``PREFILL_ROWS`` at a time; and which rows those are, in the cache's order. None if
+    ``should_stop`` turned True between two chunks: then every row waits in the store."""
+    live = [i for i in rows if call.limits[i] > 0]
+    resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in live if tuple(call.rows[i]) in store.suspended}
+    new = [i for i in live if i not in resumed]
+    parts, order = [resumed[i] for i in resumed], list(resumed)
+    for start in range(0, len(new), PREFILL_ROWS):
+        if start and call.should_stop is not None and call.should_stop():
+            for row, slot in zip(order, _slots(parts)):
+                store.suspend(tuple(call.rows[row]), slot)
+            return None
+        chunk = new[start : start + PREFILL_ROWS]
+        parts.append(prefill(model, store, [call.rows[i][:-1] for i in chunk], call.pad, device))
+        order += chunk
+    if not parts:
+        return _empty(0, device), []
+    return concat(parts), order
+
+
+def _slots(parts: list[KV]) -> list[KV]:
+    """Each row of ``parts`` on its own, in order."""
+    return [part if part.rows == 1 else part.select([i]) for part in parts for i in range(part.rows)]
+
+
+class _Penalty:
+    """transformers' repetition penalty, per row: the logit of a token the row holds (its prompt
+    included) is divided by the row's penalty (multiplied if negative); 1.0 for rows without one,
+    which changes no logit."""
+
+    def __init__(self, rows: list[list[int]], penalties: list[float], device: torch.device) -> None:
+        self.rows = [torch.tensor(r, dtype=torch.long, device=device) for r in rows]
+        self.penalty = torch.tensor([[p] for p in penalties], device=device)
+        self.seen: torch.Tensor | None = None
+
+    @classmethod
+    def of(cls, call: Call, live: list[int], generated: list[list[int]], device: torch.device) -> _Penalty | None:
+        """The penalty of the live rows, each holding its prompt and its tokens so far; None if no
+        live row has one."""
+        if not any(call.penalties[row] for row in live):
+            return None
+        return cls([call.rows[row] + generated[row] for row in live],
+                   [call.penalties[row] or 1.0 for row in live], device)
+
+    def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # as transformers' generate scores them
+        if self.seen is None:
+            self.seen = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+            for slot, ids in enumerate(self.rows):
+                self.seen[slot, ids] = True
+        penalised = torch.where(logits < 0, logits * self.penalty, logits / self.penalty)
+        return torch.where(self.seen, penalised, logits)
+
+    def keep(self, index: torch.Tensor) -> None:
+        assert self.seen is not None  # kept rows were scored first
+        self.seen, self.penalty = self.seen.index_select(0, index), self.penalty.index_select(0, index)
+
+    def add(self, tokens: torch.Tensor) -> None:
+        assert self.seen is not None
+        self.seen[torch.arange(len(tokens), device=tokens.device), tokens] = True

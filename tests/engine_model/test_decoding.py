@@ -1,0 +1,126 @@
+"""The engine's step loop (engine/decoding.py) on a random ChatGLM2-shaped model + LoRA: the tokens
+transformers' ``generate`` gives each prompt alone, with rows leaving the batch as they end, the
+shared template prefix computed once, and rows cut short resumed from their kept KV cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from asmr_daemon.config import DEFAULT_TEMPLATE
+from asmr_daemon.engine import decoding
+from asmr_daemon.engine.backend import LocalBackend
+from asmr_daemon.engine.loading import load_model
+from asmr_daemon.engine.prompts import build_prompt
+
+from .kit import random_model, random_native_lora, write_adapter, write_chatglm2_checkpoint
+
+LINES = ["おはよう", "ゆっくり休んでね。おやすみなさい。", "（囁き）ねえ、耳元でささやいてあげる……ふー。", "うん"]
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory, sp_model, glm_config) -> LocalBackend:
+    tmp = tmp_path_factory.mktemp("decoding")
+    base = random_model(glm_config, seed=7)
+    sd, cfg = random_native_lora(base, seed=3)
+    return LocalBackend(load_model(write_chatglm2_checkpoint(base, tmp / "m", sp_model),
+                                   write_adapter(sd, cfg, tmp / "lora"), device="cpu", progress=False))
+
+
+class Recording:
+    """The model, recording the shape of every input it runs."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.shapes: list[tuple[int, int]] = []
+
+    def __call__(self, *, input_ids: torch.Tensor, **kwargs: Any) -> Any:
+        self.shapes.append(tuple(input_ids.shape))
+        return self.model(input_ids=input_ids, **kwargs)
+
+
+def prompts(backend: LocalBackend) -> list[list[int]]:
+    return [backend.encode(build_prompt(line, template=DEFAULT_TEMPLATE)) for line in LINES]
+
+
+def transformers_alone(backend: LocalBackend, prompt: list[int], limit: int, penalty: float | None = None) -> list[int]:
+    """transformers' greedy ``generate`` on the prompt alone: the reference."""
+    with torch.inference_mode():
+        out = backend.loaded.model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=limit,
+                                            eos_token_id=backend.tokenizer.eos_id, pad_token_id=backend.tokenizer.pad_id,
+                                            repetition_penalty=penalty or 1.0)
+    ids = out[0, len(prompt):].tolist()
+    return ids[: ids.index(backend.tokenizer.eos_id)] if backend.tokenizer.eos_id in ids else ids
+
+
+def run(backend: LocalBackend, model: Any, store: decoding.KVStore, rows: list[list[int]], limits: list[int],
+        **hooks: Any) -> tuple[list[list[int]], set[int]]:
+    call = decoding.Call(rows, limits, eos=backend.tokenizer.eos_id, pad=backend.tokenizer.pad_id, **hooks)
+    with torch.inference_mode():
+        return decoding.run(model, store, call, torch.device("cpu"))
+
+
+def test_a_batch_gives_what_transformers_gives_each_prompt_alone_and_rows_leave_as_they_end(backend):
+    rows, limits = prompts(backend), [3, 12, 7, 1]
+    model = Recording(backend.loaded.model)
+    got, cut = run(backend, model, decoding.KVStore(), rows, limits)
+    assert got == [transformers_alone(backend, p, n) for p, n in zip(rows, limits)] and cut == set()
+    steps = [rows_ for rows_, width in model.shapes if width == 1]
+    assert steps == [4, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]  # one row fewer each time a row reaches its limit
+
+
+def test_per_row_repetition_penalty_equals_transformers_alone(backend):
+    rows, limits, penalties = prompts(backend), [10, 10, 10, 10], [1.3, None, 3.0, None]
+    got, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits, penalties=penalties)
+    assert got == [transformers_alone(backend, p, 10, penalty) for p, penalty in zip(rows, penalties)]
+    assert any(got[i] != transformers_alone(backend, rows[i], 10) for i in (0, 2))  # the penalty matters
+
+
+def test_the_template_prefix_is_computed_once_per_store(backend):
+    store, rows = decoding.KVStore(), prompts(backend)
+    shared = len(decoding._common_prefix([r[:-1] for r in rows]))
+    assert shared >= 10  # "[gMASK] sop [Round 1] 问：将下面的日文翻译成中文："
+    model = Recording(backend.loaded.model)
+    run(backend, model, store, rows[:2], [4, 4])
+    assert model.shapes[0] == (1, shared) and list(store.prefixes) == [tuple(rows[0][:shared])]
+    model.shapes.clear()
+    alone, _ = run(backend, model, store, rows[2:3], [6])
+    assert model.shapes[0] == (1, len(rows[2]) - 1 - shared)  # the row's own text only
+    assert alone == [transformers_alone(backend, rows[2], 6)]
+
+
+def test_a_row_cut_short_resumes_from_its_kept_cache(backend):
+    store, rows, limits = decoding.KVStore(), prompts(backend), [12, 12, 12, 12]
+    full, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
+    steps = iter(range(100))
+    got, cut = run(backend, backend.loaded.model, store, rows, limits, should_stop=lambda: next(steps) == 2)
+    assert cut and all(got[i] == full[i][: len(got[i])] for i in cut)
+    assert set(store.suspended) == {tuple(rows[i] + got[i]) for i in cut}
+    model = Recording(backend.loaded.model)
+    rest, _ = run(backend, model, store, [rows[i] + got[i] for i in sorted(cut)],
+                  [limits[i] - len(got[i]) for i in sorted(cut)])
+    assert [got[i] + r for i, r in zip(sorted(cut), rest)] == [full[i] for i in sorted(cut)]
+    assert all(width == 1 for _, width in model.shapes)  # no prefill: every row came from the store
+    assert store.suspended == {}
+
+
+def test_rows_with_nothing_to_generate_and_one_token_prompts(backend):
+    rows = [[backend.tokenizer.eos_id + 5], prompts(backend)[0]]
+    got, cut = run(backend, backend.loaded.model, decoding.KVStore(), rows, [4, 0])
+    assert got == [transformers_alone(backend, rows[0], 4), []] and cut == set()
+
+
+def test_an_editor_waits_for_one_prefill_chunk_not_the_whole_batch(backend):
+    rows = [backend.encode(build_prompt(f"{line}{'ね' * n}", template=DEFAULT_TEMPLATE))
+            for n in range(3) for line in LINES][: decoding.PREFILL_ROWS + 3]
+    limits = [6] * len(rows)
+    full, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
+    store, model = decoding.KVStore(), Recording(backend.loaded.model)
+    got, cut = run(backend, model, store, rows, limits, should_stop=lambda: True)
+    assert got == [[] for _ in rows] and cut == set(range(len(rows)))
+    assert [shape[0] for shape in model.shapes] == [1, decoding.PREFILL_ROWS]  # the prefix, one chunk
+    assert len(store.suspended) == decoding.PREFILL_ROWS  # the chunk keeps its cache
+    again, cut = run(backend, backend.loaded.model, store, rows, limits)
+    assert again == full and cut == set() and store.suspended == {}
