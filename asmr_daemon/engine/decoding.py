@@ -31,7 +31,10 @@ Layers = list[tuple[torch.Tensor, torch.Tensor]]
 """Per layer: keys and values, ``[rows, heads, columns, head_dim]``."""
 
 PREFIXES_KEPT = 4  # prompt prefixes (templates) whose KV cache a backend keeps
-SUSPENDED_KEPT = 256  # rows cut short whose KV cache waits for the call that continues them
+# Rows cut short whose KV cache waits for the call that continues them (an editor's call resumes
+# up to half a batch; the rest the next). A ChatGLM2-6B row of 100 tokens holds ~2.9 MB in bf16,
+# so 64 rows bound this at ~190 MB; a row evicted earlier is simply prefilled again.
+SUSPENDED_KEPT = 64
 # New rows prefilled per forward. An editor request waits for one chunk at most, not a whole
 # batch's prefill (32 rows x ~35 tokens took 41 ms on 2 CPU cores, tiny model; 8 rows 7 ms:
 # per row, smaller chunks were no slower).
