@@ -11,13 +11,14 @@ import stat
 
 import pytest
 from lsp_fakes import FakeEngine
+from lsp_helpers import endpoints
 from lsprotocol import types
 from ports import free_port
 from pygls.exceptions import JsonRpcException
 from pygls.io_ import run_async
 from pytest_lsp import LanguageClient, make_test_lsp_client
 
-from asmr_daemon.config import PathSettings, Settings
+from asmr_daemon.config import Settings
 from asmr_daemon.errors import AsmrError
 from asmr_daemon.lsp.endpoint import LspEndpoint
 from asmr_daemon.lsp.token import token_path
@@ -28,19 +29,8 @@ URI = "file:///tmp/asmr-lsp-test/script.txt"
 
 @pytest.fixture
 def endpoint_factory(tmp_path):
-    started: list[LspEndpoint] = []
-
-    def make(**kwargs) -> LspEndpoint:
-        kwargs.setdefault("socket_path", tmp_path / "run" / "lsp.sock")
-        settings = Settings(paths=PathSettings(state_dir=tmp_path / "state"))
-        endpoint = LspEndpoint(Translator(FakeEngine(), settings), settings, **kwargs)
-        endpoint.start()
-        started.append(endpoint)
-        return endpoint
-
-    yield make
-    for endpoint in started:
-        endpoint.stop()
+    with endpoints(tmp_path) as make:
+        yield make
 
 
 async def connect_unix(path) -> LanguageClient:

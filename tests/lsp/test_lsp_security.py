@@ -19,16 +19,14 @@ from pathlib import Path
 
 import pytest
 from lsp_fakes import FakeEngine, SerialEngine
+from lsp_helpers import endpoints
 from lsprotocol import types
-from ports import free_port
 from pytest_lsp import LanguageClient, make_test_lsp_client
 from users import other_user  # noqa: F401  (fixture)
 
-from asmr_daemon.config import PathSettings, Settings
 from asmr_daemon.lsp.endpoint import LspEndpoint
 from asmr_daemon.lsp.framing import Limits
 from asmr_daemon.lsp.token import load_or_create_token, token_path
-from asmr_daemon.lsp.translate import Translator
 
 URI = "file:///tmp/asmr-lsp-test/script.txt"
 # Generous: two shared cores run the rest of the suite meanwhile (unloaded, the hovers below
@@ -50,24 +48,9 @@ def world(tmp_path):
 
 @pytest.fixture
 def endpoint_factory(world):
-    started: list[LspEndpoint] = []
-
-    def make(engine=None, limits: Limits | None = None, **kwargs) -> LspEndpoint:
-        kwargs.setdefault("socket_path", world / "run" / "lsp.sock")
-        kwargs.setdefault("tcp", f"127.0.0.1:{free_port()}")
-        settings = Settings(paths=PathSettings(state_dir=world / "state", inbox=world / "inbox", outbox=world / "outbox"))
-        translator = Translator(engine or FakeEngine(), settings, use_adapter=kwargs.pop("use_adapter", None))
-        endpoint = LspEndpoint(translator, settings, limits=limits, **kwargs)
-        endpoint.start()
-        started.append(endpoint)
-        return endpoint
-
-    yield make
-    for endpoint in started:
-        endpoint.stop()
-        engine = endpoint.translator.engine
-        if isinstance(engine, SerialEngine):
-            engine.close()
+    """Endpoints under ``world`` with a TCP listener each (``tcp=""`` for none)."""
+    with endpoints(world, tcp_by_default=True) as make:
+        yield make
 
 
 # -- raw peers ---------------------------------------------------------------------------------
