@@ -218,12 +218,12 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
     those hold their tokens so far, and their KV cache waits in the store for the call that
     continues them."""
     generated: list[list[int]] = [[] for _ in call.rows]
-    started = _start(model, store, call, list(range(len(call.rows))), device)
+    started = _start(model, store, call, device)
     if started is None:  # stopped before the first step
         return generated, {i for i, limit in enumerate(call.limits) if limit > 0}
     kv, live = started
     last = torch.tensor([call.rows[i][-1] for i in live], device=device, dtype=torch.long)
-    penalty = _Penalty.of(call, live, generated, device)
+    penalty = _Penalty.of(call, live, device)
     while live:
         logits, kv = forward(model, kv, last[:, None], torch.ones((len(live), 1), dtype=torch.bool, device=device),
                              kv.positions[:, None])
@@ -261,11 +261,11 @@ def _advance(call: Call, live: list[int], tokens: list[int], generated: list[lis
     return keep
 
 
-def _start(model: Any, store: KVStore, call: Call, rows: list[int], device: torch.device) -> tuple[KV, list[int]] | None:
-    """The cache of ``rows`` that have a token to generate: resumed rows from the store, new rows
+def _start(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[KV, list[int]] | None:
+    """The cache of every row with a token to generate: resumed rows from the store, new rows
     prefilled ``PREFILL_ROWS`` at a time; and which rows those are, in the cache's order. None if
     ``should_stop`` turned True between two chunks: then every row waits in the store."""
-    live = [i for i in rows if call.limits[i] > 0]
+    live = [i for i, limit in enumerate(call.limits) if limit > 0]
     resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in live if tuple(call.rows[i]) in store.suspended}
     new = [i for i in live if i not in resumed]
     parts, order = [resumed[i] for i in resumed], list(resumed)
@@ -298,13 +298,12 @@ class _Penalty:
         self.seen: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, call: Call, live: list[int], generated: list[list[int]], device: torch.device) -> _Penalty | None:
-        """The penalty of the live rows, each holding its prompt and its tokens so far; None if no
+    def of(cls, call: Call, live: list[int], device: torch.device) -> _Penalty | None:
+        """The penalty of the live rows (each holds its prompt and its tokens so far); None if no
         live row has one."""
         if not any(call.penalties[row] for row in live):
             return None
-        return cls([call.rows[row] + generated[row] for row in live],
-                   [call.penalties[row] or 1.0 for row in live], device)
+        return cls([call.rows[row] for row in live], [call.penalties[row] or 1.0 for row in live], device)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # as transformers' generate scores them
