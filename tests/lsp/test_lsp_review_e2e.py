@@ -102,16 +102,18 @@ async def test_flagged_lines_reach_the_outbox_status_and_the_editor(tiny_kit, tm
             in daemon.log_text()
 
         # A long file: status shows the file in flight with lines done/total and the time left.
-        long_lines = [f"今日は{i}回目のお茶ですね。" for i in range(300)]
+        # 3,000 lines, so that it is still in flight when a status (a CLI start, ~1-2 s) looks:
+        # the engine translated 300 before two status calls had run.
+        long_lines = [f"今日は{i}回目のお茶ですね。" for i in range(3000)]
         (tmp_path / "long.txt").write_text("\n".join(long_lines) + "\n", encoding="utf-8")
         os.rename(tmp_path / "long.txt", inbox / "long.txt")
         seen: list[str] = []
 
         def in_progress() -> bool:
-            match = re.search(r"translating\s+│ (long\.txt: \d+/300 lines \(\d+%\), .*?)\s+│", status(daemon))
+            match = re.search(r"translating\s+│ (long\.txt: \d+/3000 lines \(\d+%\), .*?)\s+│", status(daemon))
             if match:
                 seen.append(match.group(1))
-            return any(re.fullmatch(r"long\.txt: ([1-9]\d?|[12]\d\d)/300 lines \(\d+%\), about \d+:\d\d left", s)
+            return any(re.fullmatch(r"long\.txt: ([1-9]\d{0,2}|[12]\d{3})/3000 lines \(\d+%\), about \d+:\d\d left", s)
                        for s in seen)
 
         wait_until(in_progress, "progress of long.txt in status", daemon, timeout=300)
