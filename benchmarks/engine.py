@@ -21,7 +21,10 @@ job's lines/s during that burst of probes against its lines/s alone.
 
 Each contender runs in a fresh process (loading the model there is not timed): two threads of one
 process that both ran the model would each keep an OpenMP team, and that slows both
-(``asmr_daemon/engine/threads.py``). Every figure is the median of ``--runs`` runs.
+(``asmr_daemon/engine/threads.py``). Every figure is the median of ``--runs`` runs, and each
+run's figure the median of ``--passes`` timed passes in its process (the editor latencies of
+all passes pooled before the p50/p95): on this project's 2-core VM single passes of one contender
+vary by +-25% between processes, while passes within a process agree to +-5%.
 
     .venv/bin/python benchmarks/engine.py                  # tiny demo model, CPU
     .venv/bin/python benchmarks/engine.py --mid-size       # random GLM, hidden 1024, 8 layers
@@ -75,6 +78,7 @@ class Setup:
     job_lines: int
     loop_threads: int  # the loops' intra-op threads; 0 = torch's default, as a user's loop gets
     naive: bool
+    passes: int  # timed passes in each fresh process (their median; editor latencies pooled)
 
 
 def distinct_lines(count: int, offset: int = 0) -> list[str]:
@@ -149,16 +153,20 @@ def loop_seconds(setup: Setup, kind: str) -> float:
                 backend.decode(ids)
 
     run(sets["warmup"])
-    start = time.perf_counter()
-    run(sets["lines"])
-    return time.perf_counter() - start
+    seconds = []
+    for _ in range(setup.passes):
+        start = time.perf_counter()
+        run(sets["lines"])
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds)
 
 
-def _engine(setup: Setup, root: Path, name: str) -> Any:
+def _engine(setup: Setup, backend: Any, root: Path, name: str) -> Any:
+    """A started engine with a memory of its own (so no pass is helped by another's)."""
     from asmr_daemon.engine.engine import Engine
     from asmr_daemon.engine.memory import TranslationMemory
 
-    engine = Engine(_backend(setup), TranslationMemory(root / f"{name}.sqlite"), template=DEFAULT_TEMPLATE,
+    engine = Engine(backend, TranslationMemory(root / f"{name}.sqlite"), template=DEFAULT_TEMPLATE,
                     decoding=setup.decoding, engine=setup.engine)
     engine.start()
     job_seconds(engine, line_sets(setup)["warmup"])  # on the worker thread, as in the daemon
@@ -177,13 +185,16 @@ def job_seconds(engine: Any, lines: list[str]) -> float:
 
 
 def engine_seconds(setup: Setup) -> dict[str, float]:
-    """Cold (every line through the model) and warm (every line from the memory)."""
+    """Cold (every line through the model) and warm (every line from the memory), medians of the
+    passes, each on a fresh memory."""
+    backend, lines, cold, warm = _backend(setup), line_sets(setup)["lines"], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        engine = _engine(setup, Path(tmp), "throughput")
-        lines = line_sets(setup)["lines"]
-        cold, warm = job_seconds(engine, lines), job_seconds(engine, lines)
-        engine.close()
-    return {"cold": cold, "warm": warm}
+        for number in range(setup.passes):
+            engine = _engine(setup, backend, Path(tmp), f"throughput{number}")
+            cold.append(job_seconds(engine, lines))
+            warm.append(job_seconds(engine, lines))
+            engine.close()
+    return {"cold": statistics.median(cold), "warm": statistics.median(warm)}
 
 
 def latencies(engine: Any, probes: list[str]) -> list[float]:
@@ -199,28 +210,41 @@ def latencies(engine: Any, probes: list[str]) -> list[float]:
 
 
 def editor_figures(setup: Setup) -> dict[str, Any]:
-    """Idle latencies and the job alone; then the same while a job runs (the probe burst)."""
+    """Per pass: idle latencies and the job alone; then the same while a job runs (the probe
+    burst). Latencies of all passes pooled; rates and open lines the medians of the passes."""
+    backend, sets = _backend(setup), line_sets(setup)
+    idle: list[float] = []
+    busy: list[float] = []
+    idle_rates, burst_rates, open_lines = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for number in range(setup.passes):
+            engine = _engine(setup, backend, Path(tmp), f"idle{number}")
+            idle += latencies(engine, sets["probes"])
+            idle_rates.append(setup.job_lines / job_seconds(engine, sets["job"]))
+            engine.close(wait=True)
+            burst = probe_burst(setup, _engine(setup, backend, Path(tmp), f"busy{number}"), sets)
+            busy += burst["busy"]
+            burst_rates.append(burst["rate"])
+            open_lines.append(burst["open"])
+    return {"idle": idle, "busy": busy, "idle_rate": statistics.median(idle_rates),
+            "burst_rate": statistics.median(burst_rates), "open_after_burst": statistics.median(open_lines)}
+
+
+def probe_burst(setup: Setup, engine: Any, sets: dict[str, list[str]]) -> dict[str, Any]:
+    """Editor requests one after another while the batch job runs; the job's lines done meanwhile."""
     from asmr_daemon.engine.engine import Segment
     from asmr_daemon.engine.requests import Priority
 
-    sets = line_sets(setup)
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = _engine(setup, Path(tmp), "idle")
-        idle = latencies(engine, sets["probes"])
-        idle_rate = setup.job_lines / job_seconds(engine, sets["job"])
-        engine.close(wait=True)
-        engine = _engine(setup, Path(tmp), "busy")
-        finished: list[float] = []
-        job = engine.submit_many([Segment(line) for line in sets["job"]], priority=Priority.BATCH)
-        for future in job:
-            future.add_done_callback(lambda _: finished.append(time.perf_counter()))
-        start = time.perf_counter()
-        busy = latencies(engine, sets["probes"])
-        end = time.perf_counter()
-        done_in_burst = sum(1 for t in list(finished) if t <= end)
-        engine.close(wait=True)
-    return {"idle": idle, "busy": busy, "idle_rate": idle_rate, "burst_rate": done_in_burst / (end - start),
-            "open_after_burst": setup.job_lines - done_in_burst}
+    finished: list[float] = []
+    job = engine.submit_many([Segment(line) for line in sets["job"]], priority=Priority.BATCH)
+    for future in job:
+        future.add_done_callback(lambda _: finished.append(time.perf_counter()))
+    start = time.perf_counter()
+    busy = latencies(engine, sets["probes"])
+    end = time.perf_counter()
+    done_in_burst = sum(1 for t in list(finished) if t <= end)
+    engine.close(wait=True)
+    return {"busy": busy, "rate": done_in_burst / (end - start), "open": setup.job_lines - done_in_burst}
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
@@ -295,7 +319,8 @@ def report(runs: list[dict[str, float]], setup: Setup) -> None:
     print(f"model: {setup.base} + {setup.adapter}  device: {setup.device}  batch size: {setup.engine.batch_size}")
     print(f"CPU threads: engine {setup.engine.cpu_threads or default_threads()}, loops "
           f"{setup.loop_threads or 'torch default'} ({os.cpu_count()} cores)  runs: {len(runs)} (median, "
-          f"then each run)  load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+          f"then each run; a run is the median of {setup.passes} passes, editor latencies pooled)  "
+          f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     rows = [("naive loop (lines/s)", m["naive"], each["naive"], m["engine"] / m["naive"])] if setup.naive else []
     rows += [
         ("plain batched loop (lines/s)", m["plain"], each["plain"], m["engine"] / m["plain"]),
@@ -330,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-lines", type=int, help="the batch job under the probes (500; 96 with --mid-size)")
     parser.add_argument("--probes", type=int, help="editor requests in a burst (30; 8 with --mid-size)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--passes", type=int, default=3,
+                        help="timed passes in each contender's process (median; editor latencies pooled)")
     parser.add_argument("--batch-size", type=int, default=EngineSettings().batch_size)
     parser.add_argument("--cpu-threads", type=int, default=EngineSettings().cpu_threads,
                         help="the engine's [engine] cpu_threads (0: its default)")
@@ -344,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                       EngineSettings(batch_size=args.batch_size, cpu_threads=args.cpu_threads),
                       lines=args.lines or (64 if mid else 320), probes=args.probes or (8 if mid else 30),
                       job_lines=args.job_lines or (96 if mid else 500), loop_threads=args.loop_threads,
-                      naive=args.naive)
+                      naive=args.naive, passes=max(1, args.passes))
         runs = []
         for number in range(1, args.runs + 1):
             runs.append(run_once(setup))

@@ -5,10 +5,11 @@ What the loop does that a ``generate`` call cannot (issue 14, measured in ``benc
 * a row that ends (eos or its own limit) leaves the batch the same step, so a call costs what its
   rows need, not rows x its longest row;
 * the prompt prefix its rows share (the prompt template) is computed once per backend and kept
-  (``KVStore.prefixes``), so each row prefills only its own text;
-* a row cut short (an editor request stopped the call) keeps its KV cache (``KVStore.suspended``),
-  keyed by its tokens so far; the call that continues it resumes there instead of prefilling
-  prompt + tokens so far again.
+  (``KVStore.prefixes``), so each row prefills only its own text; that prefill's logits give the
+  row its first token, as in ``generate`` (no extra forward per call for it);
+* a row cut short (an editor's request or a refill stopped the call) keeps its KV cache
+  (``KVStore.suspended``), keyed by its tokens so far; the call that continues it resumes there
+  instead of prefilling prompt + tokens so far again.
 
 One KV cache holds the batch: per layer ``[rows, heads, columns, head_dim]``, a boolean mask of the
 columns each row attends to, and each row's next position id. Rows keep the positions they have
@@ -139,14 +140,15 @@ class KVStore:
             self.suspended.popitem(last=False)
 
     def prefix_for(self, model: Any, histories: list[list[int]], device: torch.device) -> KV | None:
-        """The cached KV of the longest kept prefix every history starts with; if none and several
+        """The cached KV of the longest kept prefix every history starts with and is longer than
+        (each row keeps a token of its own, whose logits give its next token); if none and several
         rows share a prefix, that prefix, computed once now and kept."""
         shortest = min(len(h) for h in histories)
         for tokens, kv in sorted(self.prefixes.items(), key=lambda item: -len(item[0])):
-            if len(tokens) <= shortest and all(tuple(h[: len(tokens)]) == tokens for h in histories):
+            if len(tokens) < shortest and all(tuple(h[: len(tokens)]) == tokens for h in histories):
                 self.prefixes.move_to_end(tokens)
                 return kv
-        common = _common_prefix(histories)
+        common = _common_prefix(histories)[: shortest - 1]
         if len(histories) < 2 or len(common) < 2:
             return None
         ids = torch.tensor([common], device=device)
@@ -167,34 +169,27 @@ def _common_prefix(rows: list[list[int]]) -> list[int]:
     return first[:length]
 
 
-def prefill(model: Any, store: KVStore, histories: list[list[int]], pad: int, device: torch.device) -> KV:
-    """The KV cache of new rows (every token but the last of each): the shared prefix from the
-    store, then each row's rest, left-padded to the longest rest."""
-    prefix = store.prefix_for(model, histories, device)
+def prefill(model: Any, store: KVStore, rows: list[list[int]], pad: int,
+            device: torch.device) -> tuple[torch.Tensor, KV]:
+    """Run new rows: the shared prefix from the store, then each row's rest, left-padded to the
+    longest rest. The logits at each row's last token, and the cache of all its tokens."""
+    prefix = store.prefix_for(model, rows, device)
     shared = 0 if prefix is None else prefix.columns
-    rests = [h[shared:] for h in histories]
+    rests = [r[shared:] for r in rows]  # never empty: a kept prefix is shorter than every row
     width = max(len(r) for r in rests)
     base = None if prefix is None else KV(
         [(k.expand(len(rests), -1, -1, -1), v.expand(len(rests), -1, -1, -1)) for k, v in prefix.layers],
         prefix.mask.expand(len(rests), -1), prefix.positions.expand(len(rests)))
-    if width == 0:
-        return base if base is not None else _empty(len(rests), device)
     ids = torch.full((len(rests), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rests), width), dtype=torch.bool)
     positions = torch.zeros((len(rests), width), dtype=torch.long)
     for i, rest in enumerate(rests):
-        if rest:
-            ids[i, width - len(rest):] = torch.tensor(rest)
-            mask[i, width - len(rest):] = True
-            positions[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
-    _, kv = forward(model, base, ids.to(device), mask.to(device), positions.to(device))
-    kv.positions = torch.tensor([len(h) for h in histories], device=device)
-    return kv
-
-
-def _empty(rows: int, device: torch.device) -> KV:
-    return KV([], torch.zeros((rows, 0), dtype=torch.bool, device=device),
-              torch.zeros(rows, dtype=torch.long, device=device))
+        ids[i, width - len(rest):] = torch.tensor(rest)
+        mask[i, width - len(rest):] = True
+        positions[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
+    logits, kv = forward(model, base, ids.to(device), mask.to(device), positions.to(device))
+    kv.positions = torch.tensor([len(r) for r in rows], device=device)
+    return logits, kv
 
 
 @dataclass
@@ -218,13 +213,19 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
     those hold their tokens so far, and their KV cache waits in the store for the call that
     continues them."""
     generated: list[list[int]] = [[] for _ in call.rows]
-    started = _start(model, store, call, device)
-    if started is None:  # stopped before the first step
-        return generated, {i for i, limit in enumerate(call.limits) if limit > 0}
-    kv, live = started
-    last = torch.tensor([call.rows[i][-1] for i in live], device=device, dtype=torch.long)
-    penalty = _Penalty.of(call, live, device)
+    kv, live, cut = _start(model, store, call, device, generated)
+    if cut:
+        return generated, set(cut)
+    # Each live row's cache holds its history but the last token: the step feeds that token.
+    histories = [call.rows[row] + generated[row] for row in live]
+    last = torch.tensor([h[-1] for h in histories], device=device, dtype=torch.long)
+    penalty = _Penalty.of(histories, [call.penalties[row] for row in live], device)
     while live:
+        assert kv is not None  # live rows have a cache
+        if call.should_stop is not None and call.should_stop():
+            for slot, row in enumerate(live):
+                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
+            return generated, set(live)
         logits, kv = forward(model, kv, last[:, None], torch.ones((len(live), 1), dtype=torch.bool, device=device),
                              kv.positions[:, None])
         chosen = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1)
@@ -240,10 +241,6 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
         last = chosen
         if penalty is not None:
             penalty.add(last)
-        if call.should_stop is not None and call.should_stop():
-            for slot, row in enumerate(live):
-                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
-            return generated, set(live)
     return generated, set()
 
 
@@ -261,10 +258,13 @@ def _advance(call: Call, live: list[int], tokens: list[int], generated: list[lis
     return keep
 
 
-def _start(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[KV, list[int]] | None:
-    """The cache of every row with a token to generate: resumed rows from the store, new rows
-    prefilled ``PREFILL_ROWS`` at a time; and which rows those are, in the cache's order. None if
-    ``should_stop`` turned True between two chunks: then every row waits in the store."""
+def _start(model: Any, store: KVStore, call: Call, device: torch.device,
+           generated: list[list[int]]) -> tuple[KV | None, list[int], list[int]]:
+    """The cache of every row with a token to generate, and those rows in the cache's order:
+    resumed rows from the store; new rows prefilled ``PREFILL_ROWS`` at a time, each prefill also
+    giving its rows their first token (a row may end right there). If ``should_stop`` turns True
+    between two chunks, the rows prefilled so far wait in the store, and the third value lists
+    every row cut short."""
     live = [i for i, limit in enumerate(call.limits) if limit > 0]
     resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in live if tuple(call.rows[i]) in store.suspended}
     new = [i for i in live if i not in resumed]
@@ -272,14 +272,17 @@ def _start(model: Any, store: KVStore, call: Call, device: torch.device) -> tupl
     for start in range(0, len(new), PREFILL_ROWS):
         if start and call.should_stop is not None and call.should_stop():
             for row, slot in zip(order, _slots(parts)):
-                store.suspend(tuple(call.rows[row]), slot)
-            return None
+                store.suspend(tuple(call.rows[row] + generated[row]), slot)
+            return None, [], order + new[start:]
         chunk = new[start : start + PREFILL_ROWS]
-        parts.append(prefill(model, store, [call.rows[i][:-1] for i in chunk], call.pad, device))
-        order += chunk
-    if not parts:
-        return _empty(0, device), []
-    return concat(parts), order
+        logits, kv = prefill(model, store, [call.rows[i] for i in chunk], call.pad, device)
+        penalty = _Penalty.of([call.rows[i] for i in chunk], [call.penalties[i] for i in chunk], device)
+        keep = _advance(call, chunk, (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1).tolist(),
+                        generated)
+        if keep:
+            parts.append(kv if len(keep) == len(chunk) else kv.select(keep))
+            order += [chunk[slot] for slot in keep]
+    return (concat(parts) if parts else None), order, []
 
 
 def _slots(parts: list[KV]) -> list[KV]:
@@ -298,12 +301,11 @@ class _Penalty:
         self.seen: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, call: Call, live: list[int], device: torch.device) -> _Penalty | None:
-        """The penalty of the live rows (each holds its prompt and its tokens so far); None if no
-        live row has one."""
-        if not any(call.penalties[row] for row in live):
+    def of(cls, histories: list[list[int]], penalties: list[float | None], device: torch.device) -> _Penalty | None:
+        """The penalty of rows with these histories (prompt and tokens so far); None if no row has one."""
+        if not any(penalties):
             return None
-        return cls([call.rows[row] for row in live], [call.penalties[row] or 1.0 for row in live], device)
+        return cls(histories, [p or 1.0 for p in penalties], device)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()  # as transformers' generate scores them

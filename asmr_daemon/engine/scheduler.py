@@ -13,8 +13,9 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
   submitted before it still run on the old adapter; a retry (its own repetition penalty) shares a
   call with first passes, so it costs a row, not a call of its own;
 * a few batch rows join an editor's plan (``join_divisor``): first the rows its arrival cut short
-  (``requeue`` with their tokens so far; they continue in the same call), then the oldest, so
-  the batch job advances while an editor sends request after request;
+  (``requeue`` with their tokens so far; they continue in the same call), then the oldest, as
+  many new rows as fit one prefill chunk with the editor's (``prefill_rows``), so the batch job
+  advances while an editor sends request after request;
 * a request whose micro-batch raised runs ``alone``, so one bad row fails only itself;
 * identical work is done once: ``add`` returns the request already waiting or running with the
   same key, and the engine attaches its caller to that one.
@@ -42,7 +43,7 @@ class BatchPlan:
 
 
 class Scheduler:
-    def __init__(self, *, window_factor: int = 4, join_divisor: int = 2) -> None:
+    def __init__(self, *, window_factor: int = 4, join_divisor: int = 2, prefill_rows: int = 8) -> None:
         # How many batches' worth of the queue head are considered for length sorting.
         self.window_factor = window_factor
         # An editor's call carries at most max_batch // join_divisor batch rows along. Measured on
@@ -50,6 +51,10 @@ class Scheduler:
         # 17-row step costs ~1.5x a 1-row step; 16 rows kept the job at 62-79% of its speed with
         # the editor's p95 at x1.7-1.8, 8 rows 42-56% and x1.2-1.8 (single runs; README).
         self.join_divisor = join_divisor
+        # Rows with no tokens yet (a prompt to prefill) join only while the call's new rows, the
+        # editor's included, fit one prefill chunk (``prefill_rows``, decoding.PREFILL_ROWS): the
+        # editor then waits for one prefill. Rows cut short resume from their kept KV cache.
+        self.prefill_rows = prefill_rows
         self._waiting: dict[str, Request] = {}
         self._running: dict[str, Request] = {}
 
@@ -145,7 +150,8 @@ class Scheduler:
             window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
             chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)
             room = min(max_batch, len(chosen) + max(1, max_batch // max(1, self.join_divisor)))
-            chosen += _joiners(chosen, [r for r in ready if r.priority > priority], room, token_budget)
+            fresh = self.prefill_rows - sum(1 for r in chosen if not r.generated)
+            chosen += _joiners(chosen, [r for r in ready if r.priority > priority], room, token_budget, fresh)
         for request in chosen:
             request.status = RequestStatus.RUNNING
             del self._waiting[request.key]
@@ -154,16 +160,21 @@ class Scheduler:
         return BatchPlan(tuple(chosen), priority, longest * len(chosen))
 
 
-def _joiners(chosen: list[Request], lower: list[Request], max_batch: int, token_budget: int) -> list[Request]:
+def _joiners(chosen: list[Request], lower: list[Request], max_batch: int, token_budget: int,
+             max_fresh: int) -> list[Request]:
     """Batch rows that go on in an editor's call, up to the call's limits: first those it cut short
-    (they continue after their tokens so far), then the oldest. Left alone, a batch job would not
-    advance while an editor sends request after request."""
+    (they continue after their tokens so far), then the oldest, at most ``max_fresh`` of those.
+    Left alone, a batch job would not advance while an editor sends request after request."""
     joined: list[Request] = []
-    longest = max(r.num_tokens for r in chosen)
+    longest, fresh = max(r.num_tokens for r in chosen), 0
     for row in sorted(lower, key=lambda r: (not r.generated, r.arrival, r.request_id)):
         rows = len(chosen) + len(joined) + 1
         if rows > max_batch or rows * max(longest, row.num_tokens) > token_budget:
             break
+        if not row.generated:
+            if fresh >= max_fresh:
+                break
+            fresh += 1
         joined.append(row)
         longest = max(longest, row.num_tokens)
     return joined

@@ -2,12 +2,12 @@
 tokenizers are not safe to share between threads). Its step: plan a micro-batch, run it, apply.
 
 Applying a row: an output that fails the checks is re-queued once as a retry (with the repetition
-penalty); a row cut short by an editor request is re-queued with its tokens so far and continues
-in the editor's call; otherwise the row is stored in the memory and its callers are answered. A
-preemptible backend reports each row the step it ends, so it is answered then (an editor's row
+penalty); a row cut short is re-queued with its tokens so far and continues from its kept KV
+cache in a later call (an editor's, or the next batch call when a batch call stopped to refill);
+otherwise the row is stored in the memory and its callers are answered. A preemptible backend
+reports each row the step it ends, so it is settled then unless an editor waits (an editor's row
 does not wait for the batch rows it shares the call with). When a call raises, its rows run again
-alone, so only the bad row fails.
-"""
+alone, so only the bad row fails."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ from asmr_daemon.engine.waiters import settle
 from asmr_daemon.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
+
+# A batch call stops to take fresh rows once its rows still generating are at most
+# batch_size // REFILL_DIVISOR, if more than two batches wait.
+REFILL_DIVISOR = 4
 
 Outcome = list[str | Unfinished] | Exception
 """Per row: the decoded output, or the tokens so far of a row cut short; or what the call raised."""
@@ -113,8 +117,14 @@ class Worker:
             self.state.counts["rows"] += len(rows)
         extra: dict[str, Any] = {}
         if getattr(backend, "preemptible", False):
-            extra = {"should_stop": self.state.interactive_waiting.is_set,
-                     "on_row_done": lambda i, ids: self._row_done(backend, rows[i], ids)}
+            generating = [len(rows), sum(1 for r in rows if r.priority is Priority.INTERACTIVE)]
+
+            def row_done(index: int, ids: list[int]) -> None:
+                generating[0] -= 1
+                generating[1] -= rows[index].priority is Priority.INTERACTIVE
+                self._row_done(backend, rows[index], ids, editors_generating=generating[1])
+
+            extra = {"should_stop": lambda: self._should_stop(plan, generating[0]), "on_row_done": row_done}
         try:
             ids = backend.generate([(r.prompt_ids or []) + r.generated for r in rows],
                                    max_new_tokens=[r.max_new_tokens - len(r.generated) for r in rows],
@@ -131,17 +141,39 @@ class Worker:
                 log.exception("translating a batch failed: %s", _describe(plan))
             return exc
 
+    def _should_stop(self, plan: BatchPlan, generating: int) -> bool:
+        """Stop the call on the model (its unfinished rows keep their KV cache and are requeued):
+        for an editor's request; or to refill a batch call whose rows have mostly ended while
+        more batch rows wait. A step costs nearly as much for a few rows as for a full batch
+        (tiny model, 2 CPU cores: 1 row 1.4 ms, 32 rows 2.3 ms), so the tail of a call would
+        otherwise run near-empty steps; the rows cut resume next call beside fresh ones."""
+        if self.state.interactive_waiting.is_set():
+            return True
+        size = max(1, self.state.settings.batch_size)
+        refill_at = size // REFILL_DIVISOR  # a call that starts with fewer never stops: it must end
+        if plan.priority is not Priority.BATCH or generating > refill_at or len(plan.requests) <= refill_at:
+            return False
+        with self.state.cond:
+            if self.state.scheduler.num_waiting < 2 * size:  # near a job's end a refill would only
+                return False  # move fresh rows into a smaller last call (measured: x0.86, mid-size)
+            self.state.counts["refills"] += 1
+            return True
+
     def _penalties(self, rows: tuple[Request, ...]) -> float | None | list[float | None]:
         """The repetition penalty for retries, None for first passes: one value when all rows
         share it, else one per row."""
         penalties = [self.decoding.retry_repetition_penalty if r.retry else None for r in rows]
         return penalties[0] if len(set(penalties)) == 1 else penalties
 
-    def _row_done(self, backend: Backend, request: Request, ids: list[int]) -> None:
-        """An editor's row ended while its call goes on: answer it now (worker thread, inside
-        ``generate``). Batch rows wait for the call's end: their memory writes would only delay
-        the editor's next steps."""
-        if request.status is RequestStatus.RUNNING and request.priority is Priority.INTERACTIVE:
+    def _row_done(self, backend: Backend, request: Request, ids: list[int], *, editors_generating: int) -> None:
+        """A row ended while its call goes on (worker thread, inside ``generate``). An editor's row
+        is answered now. A batch row is settled now too while no editor waits on this call or in
+        the queue, so that work is not left for the moment an editor's request cuts the call;
+        otherwise it waits for the call's end (its memory write would delay an editor's steps)."""
+        if request.status is not RequestStatus.RUNNING:
+            return
+        if request.priority is Priority.INTERACTIVE or (
+                not editors_generating and not self.state.interactive_waiting.is_set()):
             self._settle(request, backend, backend.decode(request.generated + list(ids)).strip())
 
     # -- apply -----------------------------------------------------------------------------

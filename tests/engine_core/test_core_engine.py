@@ -36,8 +36,9 @@ def test_interactive_requests_jump_ahead_of_the_remaining_batch(make_engine) -> 
     for f in editor + batch_futures:
         f.result(T)
     assert len(backend.calls[0].sources) == 16
-    # Served in the very next step, which carries the oldest batch rows along.
-    along = 16 // Scheduler().join_divisor
+    # Served in the very next step, which carries the oldest batch rows along: as many new rows
+    # as make one prefill chunk with the two editor rows.
+    along = min(16 // Scheduler().join_divisor, Scheduler().prefill_rows - 2)
     assert set(backend.calls[1].sources[:2]) == set(interactive)
     assert backend.calls[1].sources[2:] == tuple(batch[16 : 16 + along])
     assert sorted(backend.rows) == sorted(batch + interactive)  # everything exactly once

@@ -176,3 +176,19 @@ def test_an_editor_call_carries_a_few_batch_rows_along() -> None:
         s.add(req(f"b{i}"))
     s.add(req("hover", priority=Priority.INTERACTIVE))
     assert keys(s.plan(32, 100_000)) == ["hover", "b0", "b1", "b2", "b3"]
+
+
+def test_new_rows_join_an_editor_call_only_while_they_fit_its_one_prefill_chunk() -> None:
+    s = Scheduler(join_divisor=1, prefill_rows=4)  # the editor's row and 3 new rows: one chunk
+    cut = [req(f"cut{i}") for i in range(3)]
+    for r in cut:
+        s.add(r)
+    s.plan(8, 100_000)
+    for r in cut:
+        r.generated = [7]
+    s.requeue(cut)
+    for i in range(10):
+        s.add(req(f"b{i}"))
+    s.add(req("hover", priority=Priority.INTERACTIVE))
+    # Rows cut short resume from their kept KV cache (no prefill), so they do not count.
+    assert keys(s.plan(32, 100_000)) == ["hover", "cut0", "cut1", "cut2", "b0", "b1", "b2"]

@@ -68,7 +68,9 @@ def test_a_batch_gives_what_transformers_gives_each_prompt_alone_and_rows_leave_
     got, cut = run(backend, model, decoding.KVStore(), rows, limits)
     assert got == [transformers_alone(backend, p, n) for p, n in zip(rows, limits)] and cut == set()
     steps = [rows_ for rows_, width in model.shapes if width == 1]
-    assert steps == [4, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]  # one row fewer each time a row reaches its limit
+    # The prefill gives each row its first token (the 1-token row ends there); then one row fewer
+    # each time a row reaches its limit.
+    assert steps == [3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]
 
 
 def test_per_row_repetition_penalty_equals_transformers_alone(backend):
@@ -87,7 +89,7 @@ def test_the_template_prefix_is_computed_once_per_store(backend):
     assert model.shapes[0] == (1, shared) and list(store.prefixes) == [tuple(rows[0][:shared])]
     model.shapes.clear()
     alone, _ = run(backend, model, store, rows[2:3], [6])
-    assert model.shapes[0] == (1, len(rows[2]) - 1 - shared)  # the row's own text only
+    assert model.shapes[0] == (1, len(rows[2]) - shared)  # the row's own text only
     assert alone == [transformers_alone(backend, rows[2], 6)]
 
 
@@ -119,8 +121,10 @@ def test_an_editor_waits_for_one_prefill_chunk_not_the_whole_batch(backend):
     full, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
     store, model = decoding.KVStore(), Recording(backend.loaded.model)
     got, cut = run(backend, model, store, rows, limits, should_stop=lambda: True)
-    assert got == [[] for _ in rows] and cut == set(range(len(rows)))
-    assert [shape[0] for shape in model.shapes] == [1, decoding.PREFILL_ROWS]  # the prefix, one chunk
-    assert len(store.suspended) == decoding.PREFILL_ROWS  # the chunk keeps its cache
-    again, cut = run(backend, backend.loaded.model, store, rows, limits)
-    assert again == full and cut == set() and store.suspended == {}
+    chunk = decoding.PREFILL_ROWS
+    assert cut == set(range(len(rows))) and [shape[0] for shape in model.shapes] == [1, chunk]  # prefix, one chunk
+    assert got == [full[i][:1] for i in range(chunk)] + [[] for _ in rows[chunk:]]  # its first tokens
+    assert set(store.suspended) == {tuple(rows[i] + got[i]) for i in range(chunk)}  # the chunk keeps its cache
+    rest, cut = run(backend, backend.loaded.model, store, [r + g for r, g in zip(rows, got)],
+                    [n - len(g) for n, g in zip(limits, got)])
+    assert [g + r for g, r in zip(got, rest)] == full and cut == set() and store.suspended == {}

@@ -113,3 +113,18 @@ def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(ba
     engine.close()
     expected = unbatched(backend, tmp_path / "alone.sqlite", probes + job_sources)
     assert got_probes + got_job == expected
+
+
+def test_a_batch_call_whose_rows_mostly_ended_takes_fresh_rows_and_changes_no_output(backend, tiny_kit, tmp_path):
+    sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、", "（小声で）") for p in tiny_kit.pairs]
+    engine = Engine(backend, TranslationMemory(tmp_path / "refill.sqlite"), template=DEFAULT_TEMPLATE,
+                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
+    job = engine.submit_many([Segment(s) for s in sources])  # all queued before the worker plans
+    engine.start()
+    got = [f.result(T) for f in job]
+    engine.close()
+    stats = engine.stats
+    # A call stopped with at most 8 // REFILL_DIVISOR rows left; those rows went on in a later
+    # call from their kept KV cache, beside fresh rows.
+    assert stats["refills"] > 0 and stats["preempted"] > 0
+    assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
