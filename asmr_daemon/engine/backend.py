@@ -108,6 +108,7 @@ class LocalBackend:
         repetition_penalty: Penalty = None,
         should_stop: Callable[[], bool] | None = None,
         on_row_done: Callable[[int, list[int]], None] | None = None,
+        prefill_budget_s: float | None = None,
     ) -> list[list[int]]:
         """Generated ids per prompt (prompt excluded), cut at the prompt's own eos and its own limit.
 
@@ -115,6 +116,8 @@ class LocalBackend:
         once and the rows that had not finished (no eos, under their limit) come back as
         ``Unfinished`` (their tokens so far), to be continued later. Finished rows are exact.
         ``on_row_done(index, ids)`` is called the step a row ends, with the ids it returns.
+        ``prefill_budget_s``: prefill new rows in chunks as large as fit this time by the measured
+        cost (None: ``decoding.PREFILL_ROWS`` rows, so an editor waits for a small chunk).
         A prompt that continues a row cut short resumes from that row's kept KV cache
         (``engine/decoding.py``); every row gets the tokens it gets alone.
         """
@@ -123,7 +126,7 @@ class LocalBackend:
         call = decoding.Call([list(p) for p in prompts], row_limits(prompts, max_new_tokens),
                              eos=self.tokenizer.eos_id, pad=self.tokenizer.pad_id,
                              penalties=row_penalties(prompts, repetition_penalty), should_stop=should_stop,
-                             on_row_done=on_row_done)
+                             on_row_done=on_row_done, prefill_rows=self._kv.chunk_rows(prefill_budget_s))
         with self._activate(), torch.inference_mode():
             generated, cut = decoding.run(self.loaded.model, self._kv, call, self.loaded.device)
         return [Unfinished(ids) if row in cut else ids for row, ids in enumerate(generated)]

@@ -19,6 +19,7 @@ masked column adds exactly nothing to attention, so each row gets the tokens it 
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,8 +38,7 @@ PREFIXES_KEPT = 4  # prompt prefixes (templates) whose KV cache a backend keeps
 # so 64 rows bound this at ~190 MB; a row evicted earlier is simply prefilled again.
 SUSPENDED_KEPT = 64
 # New rows prefilled per forward. An editor request waits for one chunk at most, not a whole
-# batch's prefill (32 rows x ~35 tokens took 41 ms on 2 CPU cores, tiny model; 8 rows 7 ms:
-# per row, smaller chunks were no slower).
+# batch's prefill (32 rows x ~35 tokens took 41 ms on 2 CPU cores, tiny model; 8 rows 7 ms).
 PREFILL_ROWS = 8
 
 
@@ -129,6 +129,19 @@ class KVStore:
 
     prefixes: OrderedDict[tuple[int, ...], KV] = field(default_factory=OrderedDict)
     suspended: OrderedDict[tuple[int, ...], KV] = field(default_factory=OrderedDict)
+    row_prefill_seconds: float | None = None  # measured, a moving average
+
+    def chunk_rows(self, budget_s: float | None) -> int:
+        """Rows per prefill chunk: ``PREFILL_ROWS``, or as many as fit ``budget_s`` by the
+        measured cost, if more."""
+        if budget_s is None or not self.row_prefill_seconds:
+            return PREFILL_ROWS
+        return max(PREFILL_ROWS, int(budget_s / self.row_prefill_seconds))
+
+    def measured_prefill(self, rows: int, seconds: float) -> None:
+        per_row = seconds / rows
+        old = self.row_prefill_seconds
+        self.row_prefill_seconds = per_row if old is None else 0.8 * old + 0.2 * per_row
 
     def clear(self) -> None:
         self.prefixes.clear()
@@ -201,6 +214,7 @@ class Call:
     eos: int
     pad: int
     penalties: list[float | None] = field(default_factory=list)  # per row; None: no penalty
+    prefill_rows: int = PREFILL_ROWS  # new rows per prefill forward
     should_stop: Callable[[], bool] | None = None
     on_row_done: Callable[[int, list[int]], None] | None = None
 
@@ -261,7 +275,7 @@ def _advance(call: Call, live: list[int], tokens: list[int], generated: list[lis
 def _start(model: Any, store: KVStore, call: Call, device: torch.device,
            generated: list[list[int]]) -> tuple[KV | None, list[int], list[int]]:
     """The cache of every row with a token to generate, and those rows in the cache's order:
-    resumed rows from the store; new rows prefilled ``PREFILL_ROWS`` at a time, each prefill also
+    resumed rows from the store; new rows prefilled ``call.prefill_rows`` at a time, each prefill also
     giving its rows their first token (a row may end right there). If ``should_stop`` turns True
     between two chunks, the rows prefilled so far wait in the store, and the third value lists
     every row cut short."""
@@ -269,16 +283,18 @@ def _start(model: Any, store: KVStore, call: Call, device: torch.device,
     resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in live if tuple(call.rows[i]) in store.suspended}
     new = [i for i in live if i not in resumed]
     parts, order = [resumed[i] for i in resumed], list(resumed)
-    for start in range(0, len(new), PREFILL_ROWS):
+    for start in range(0, len(new), call.prefill_rows):
         if start and call.should_stop is not None and call.should_stop():
             for row, slot in zip(order, _slots(parts)):
                 store.suspend(tuple(call.rows[row] + generated[row]), slot)
             return None, [], order + new[start:]
-        chunk = new[start : start + PREFILL_ROWS]
+        chunk = new[start : start + call.prefill_rows]
+        began = time.perf_counter()
         logits, kv = prefill(model, store, [call.rows[i] for i in chunk], call.pad, device)
         penalty = _Penalty.of([call.rows[i] for i in chunk], [call.penalties[i] for i in chunk], device)
-        keep = _advance(call, chunk, (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1).tolist(),
-                        generated)
+        first = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1).tolist()  # waits for the device
+        store.measured_prefill(len(chunk), time.perf_counter() - began)
+        keep = _advance(call, chunk, first, generated)
         if keep:
             parts.append(kv if len(keep) == len(chunk) else kv.select(keep))
             order += [chunk[slot] for slot in keep]

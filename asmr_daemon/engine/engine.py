@@ -16,6 +16,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -124,6 +125,7 @@ class Engine:
                     s.counts["deduplicated"] += 1
                 if priority == Priority.INTERACTIVE:
                     s.interactive_waiting.set()
+                    s.last_editor_request = time.monotonic()
             self._cond.notify_all()
         for future in futures:
             future.add_done_callback(self._on_future_done)

@@ -43,7 +43,9 @@ class Backend(Protocol):
         continues those rows later, together with the editor request that stopped them). It also
         takes ``on_row_done: Callable[[int, list[int]], None]``, called on the generating thread the
         step a row ends (eos or its own limit) with the row's index and tokens, so the engine can
-        answer that row while the others go on.
+        answer that row while the others go on. And ``prefill_budget_s: float | None``, passed while
+        no editor is about: how long one prefill forward may take (larger chunks cost less per
+        row; None: small chunks, so an editor's request waits little).
         """
         ...
 

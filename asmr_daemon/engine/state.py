@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from dataclasses import dataclass, field
 
@@ -31,4 +32,5 @@ class EngineState:
     # Set while an editor request waits to be planned: the call on the model polls it every
     # decoding step and stops, and the editor's request joins the rows it cut short.
     interactive_waiting: threading.Event = field(default_factory=threading.Event)
+    last_editor_request: float = -math.inf  # time.monotonic() of the last interactive submission
     closing: bool = False

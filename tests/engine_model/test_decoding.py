@@ -128,3 +128,21 @@ def test_an_editor_waits_for_one_prefill_chunk_not_the_whole_batch(backend):
     rest, cut = run(backend, backend.loaded.model, store, [r + g for r, g in zip(rows, got)],
                     [n - len(g) for n, g in zip(limits, got)])
     assert [g + r for g, r in zip(got, rest)] == full and cut == set() and store.suspended == {}
+
+
+def test_prefill_chunks_grow_to_what_the_budget_fits_by_measured_cost(backend):
+    store = decoding.KVStore()
+    assert store.chunk_rows(0.05) == decoding.PREFILL_ROWS  # nothing measured yet
+    rows = [backend.encode(build_prompt(f"{line}{'ね' * n}", template=DEFAULT_TEMPLATE))
+            for n in range(3) for line in LINES]
+    model = Recording(backend.loaded.model)
+    call = decoding.Call(rows, [4] * len(rows), eos=backend.tokenizer.eos_id, pad=backend.tokenizer.pad_id,
+                         prefill_rows=5)
+    with torch.inference_mode():
+        got, _ = decoding.run(model, store, call, torch.device("cpu"))
+    assert [rows_ for rows_, width in model.shapes if width > 1][1:] == [5, 5, 2]  # after the prefix
+    assert got == [transformers_alone(backend, p, 4) for p in rows]
+    per_row = store.row_prefill_seconds
+    assert per_row is not None and per_row > 0
+    assert store.chunk_rows(None) == decoding.PREFILL_ROWS
+    assert store.chunk_rows(per_row * 40.5) == 40 and store.chunk_rows(per_row) == decoding.PREFILL_ROWS

@@ -17,6 +17,7 @@ from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.requests import Priority, Translation
 from asmr_daemon.engine.scheduler import Scheduler
+from asmr_daemon.engine.worker import PREFILL_BUDGET_S
 
 T = 60  # seconds; only a guard against hangs
 
@@ -128,3 +129,37 @@ def test_a_batch_call_whose_rows_mostly_ended_takes_fresh_rows_and_changes_no_ou
     # call from their kept KV cache, beside fresh rows.
     assert stats["refills"] > 0 and stats["preempted"] > 0
     assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
+
+
+class Recorded:
+    """The real backend, recording the prefill budget of every call."""
+
+    preemptible = True
+
+    def __init__(self, inner: LocalBackend) -> None:
+        self.inner, self.identity, self.special_tokens = inner, inner.identity, inner.special_tokens
+        self.budgets: list[float | None] = []
+
+    def encode(self, prompt: str) -> list[int]:
+        return self.inner.encode(prompt)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.inner.decode(ids)
+
+    def generate(self, prompts: list[list[int]], **kwargs: Any) -> list[list[int]]:
+        self.budgets.append(kwargs.get("prefill_budget_s"))
+        return self.inner.generate(prompts, **kwargs)
+
+
+def test_large_prefill_chunks_only_while_no_editor_is_about(backend, tiny_kit, tmp_path):
+    sources = [p.source for p in tiny_kit.pairs]
+    recorded = Recorded(backend)
+    engine = make_engine(recorded, tmp_path / "budget.sqlite", batch_size=8)
+    first = [f.result(T) for f in engine.submit_many([Segment(s) for s in sources[:8]])]
+    calls = len(recorded.budgets)
+    engine.submit(f"ねえ、{sources[8]}", priority=Priority.INTERACTIVE).result(T)
+    second = [f.result(T) for f in engine.submit_many([Segment(f"（小声で）{s}") for s in sources[:8]])]
+    engine.close()
+    assert set(recorded.budgets[:calls]) == {PREFILL_BUDGET_S}  # nobody hovering: a job's own pace
+    assert set(recorded.budgets[calls:]) == {None}  # an editor is about: chunks it waits little for
+    assert all(t.origin == "model" for t in first + second)
