@@ -236,10 +236,6 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
     penalty = _Penalty.of(histories, [call.penalties[row] for row in live], device)
     while live:
         assert kv is not None  # live rows have a cache
-        if call.should_stop is not None and call.should_stop():
-            for slot, row in enumerate(live):
-                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
-            return generated, set(live)
         logits, kv = forward(model, kv, last[:, None], torch.ones((len(live), 1), dtype=torch.bool, device=device),
                              kv.positions[:, None])
         chosen = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1)
@@ -255,6 +251,12 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
         last = chosen
         if penalty is not None:
             penalty.add(last)
+        # Polled after a step, not before the first: every call moves each of its rows on, so
+        # rows resumed while editor requests keep coming are never cut again with nothing done.
+        if call.should_stop is not None and call.should_stop():
+            for slot, row in enumerate(live):
+                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
+            return generated, set(live)
     return generated, set()
 
 

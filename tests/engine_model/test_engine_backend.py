@@ -99,7 +99,8 @@ def test_preemption_keeps_finished_rows_and_continuing_the_others_changes_nothin
     cut = backend.generate(prompts, max_new_tokens=limits, should_stop=stop_after_three_steps)
     assert len(polls) == 3  # polled once per decoding step, and generation stopped at once
     assert cut[0] == full[0] and not isinstance(cut[0], Unfinished)
-    assert all(isinstance(row, Unfinished) and row == full[i][:3] for i, row in enumerate(cut) if i)
+    # The prefill's token, then one per step: 4 tokens when the third poll stops the call.
+    assert all(isinstance(row, Unfinished) and row == full[i][:4] for i, row in enumerate(cut) if i)
     rest = backend.generate([p + cut[i] for i, p in enumerate(prompts) if i],
                             max_new_tokens=[limits[i] - len(cut[i]) for i in (1, 2)])
     assert [cut[i] + rest[n] for n, i in enumerate((1, 2))] == full[1:]
@@ -121,4 +122,6 @@ def test_each_row_is_reported_the_step_it_ends(backend):
     out = backend.generate(prompts, max_new_tokens=limits, should_stop=stop_never,
                            on_row_done=lambda i, ids: reported.setdefault(i, (len(steps), ids)))
     assert {i: ids for i, (_, ids) in reported.items()} == dict(enumerate(out))
-    assert reported[0][0] == 1 and reported[2][0] <= 4  # before the 12-token row ends
+    # Row 0 ends in the first step (the prefill gave its first token), before that step's poll;
+    # row 2 well before the 12-token row ends.
+    assert reported[0][0] == 0 and reported[2][0] == 3

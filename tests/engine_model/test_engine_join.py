@@ -163,3 +163,16 @@ def test_large_prefill_chunks_only_while_no_editor_is_about(backend, tiny_kit, t
     assert set(recorded.budgets[:calls]) == {PREFILL_BUDGET_S}  # nobody hovering: a job's own pace
     assert set(recorded.budgets[calls:]) == {None}  # an editor is about: chunks it waits little for
     assert all(t.origin == "model" for t in first + second)
+
+
+def test_editor_requests_queued_behind_each_other_all_finish(backend, tiny_kit, tmp_path):
+    """With batch size 1, each editor request waiting stops the call of the one before it; every
+    call must still move its row on (a call cut before its first step would be cut again on
+    resuming, for ever, while the queue stays non-empty)."""
+    sources = [p.source for p in tiny_kit.pairs][:6]
+    engine = make_engine(backend, tmp_path / "queued.sqlite", batch_size=1)
+    futures = engine.submit_many([Segment(s) for s in sources], priority=Priority.INTERACTIVE)
+    got = [f.result(30) for f in futures]
+    engine.close()
+    assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
+    assert engine.stats["preempted"] > 0  # the case this is about: calls were cut
