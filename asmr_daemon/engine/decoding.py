@@ -29,6 +29,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from asmr_daemon.engine.tokenizer import left_pad
+
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 """Per layer: keys and values, ``[rows, heads, columns, head_dim]``."""
 
@@ -189,20 +191,13 @@ def prefill(model: Any, store: KVStore, rows: list[list[int]], pad: int,
     prefix = store.prefix_for(model, rows, device)
     shared = 0 if prefix is None else prefix.columns
     rests = [r[shared:] for r in rows]  # never empty: a kept prefix is shorter than every row
-    width = max(len(r) for r in rests)
     base = None if prefix is None else KV(
         [(k.expand(len(rests), -1, -1, -1), v.expand(len(rests), -1, -1, -1)) for k, v in prefix.layers],
         prefix.mask.expand(len(rests), -1), prefix.positions.expand(len(rests)))
-    ids = torch.full((len(rests), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rests), width), dtype=torch.bool)
-    positions = torch.zeros((len(rests), width), dtype=torch.long)
-    for i, rest in enumerate(rests):
-        ids[i, width - len(rest):] = torch.tensor(rest)
-        mask[i, width - len(rest):] = True
-        positions[i, width - len(rest):] = torch.arange(shared, shared + len(rest))
-    logits, kv = forward(model, base, ids.to(device), mask.to(device), positions.to(device))
-    kv.positions = torch.tensor([len(r) for r in rows], device=device)
-    return logits, kv
+    ids, mask = left_pad(rests, pad)
+    positions = torch.where(mask, shared + mask.cumsum(dim=1) - 1, 0)  # each row's own, after the prefix
+    # The cache's next positions come out as shared + len(rest) = len(row): the last column is real.
+    return forward(model, base, ids.to(device), mask.to(device), positions.to(device))
 
 
 @dataclass

@@ -89,14 +89,21 @@ class ChatGLM2Tokenizer:
         """Left-pad encoded prompts with pad id 0: ``(input_ids, attention_mask)``, both LongTensors."""
         if not prompts:
             raise ValueError("batch() needs at least one prompt")
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            if prompt:
-                ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-                mask[row, width - len(prompt) :] = 1
-        return ids, mask
+        ids, mask = left_pad(prompts, self.pad_id)
+        return ids, mask.long()
+
+
+def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of token ids left-padded with ``pad`` to the longest: ``(ids, mask)``, the mask a bool
+    tensor marking the real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = True
+    return ids, mask
 
 
 def load_tokenizer(model_dir: Path) -> ChatGLM2Tokenizer:
