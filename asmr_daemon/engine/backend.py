@@ -109,6 +109,7 @@ class LocalBackend:
         should_stop: Callable[[], bool] | None = None,
         on_row_done: Callable[[int, list[int]], None] | None = None,
         prefill_budget_s: float | None = None,
+        more: Callable[[], list[decoding.Row]] | None = None,
     ) -> list[list[int]]:
         """Generated ids per prompt (prompt excluded), cut at the prompt's own eos and its own limit.
 
@@ -118,6 +119,9 @@ class LocalBackend:
         ``on_row_done(index, ids)`` is called the step a row ends, with the ids it returns.
         ``prefill_budget_s``: prefill new rows in chunks as large as fit this time by the measured
         cost (None: ``decoding.PREFILL_ROWS`` rows, so an editor waits for a small chunk).
+        ``more()`` is polled after each step; the rows it gives (prompt + tokens so far, limit,
+        penalty) join the running batch, and the result covers them after the prompts' rows, in
+        the order given.
         A prompt that continues a row cut short resumes from that row's kept KV cache
         (``engine/decoding.py``); every row gets the tokens it gets alone.
         """
@@ -126,7 +130,8 @@ class LocalBackend:
         call = decoding.Call([list(p) for p in prompts], row_limits(prompts, max_new_tokens),
                              eos=self.tokenizer.eos_id, pad=self.tokenizer.pad_id,
                              penalties=row_penalties(prompts, repetition_penalty), should_stop=should_stop,
-                             on_row_done=on_row_done, prefill_rows=self._kv.chunk_rows(prefill_budget_s))
+                             on_row_done=on_row_done, prefill_rows=self._kv.chunk_rows(prefill_budget_s),
+                             more=more)
         with self._activate(), torch.inference_mode():
             generated, cut = decoding.run(self.loaded.model, self._kv, call, self.loaded.device)
         return [Unfinished(ids) if row in cut else ids for row, ids in enumerate(generated)]

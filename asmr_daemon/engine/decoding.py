@@ -7,7 +7,9 @@ What the loop does that a ``generate`` call cannot (issue 14, measured in ``benc
 * the prompt prefix its rows share (the prompt template) is computed once per backend and kept
   (``KVStore.prefixes``), so each row prefills only its own text; that prefill's logits give the
   row its first token, as in ``generate`` (no extra forward per call for it);
-* a row cut short (an editor's request or a refill stopped the call) keeps its KV cache
+* rows join the running batch between steps (``Call.more``: continuous batching), each chunk of
+  them prefilled on its own and its cache appended to the batch's, so a call need not drain;
+* a row cut short (an editor's request stopped the call) keeps its KV cache
   (``KVStore.suspended``), keyed by its tokens so far; the call that continues it resumes there
   instead of prefilling prompt + tokens so far again.
 
@@ -200,6 +202,10 @@ def prefill(model: Any, store: KVStore, rows: list[list[int]], pad: int,
     return forward(model, base, ids.to(device), mask.to(device), positions.to(device))
 
 
+Row = tuple[list[int], int, float | None]
+"""A row joining a running call: prompt + tokens so far, tokens still to generate, penalty."""
+
+
 @dataclass
 class Call:
     """One ``generate`` call: its rows, limits and hooks."""
@@ -212,47 +218,90 @@ class Call:
     prefill_rows: int = PREFILL_ROWS  # new rows per prefill forward
     should_stop: Callable[[], bool] | None = None
     on_row_done: Callable[[int, list[int]], None] | None = None
+    # Continuous batching: polled after each step, gives rows that join the running batch (none:
+    # not now; a call with no live rows left that gets none ends).
+    more: Callable[[], list[Row]] | None = None
 
     def __post_init__(self) -> None:
         self.penalties = self.penalties or [None] * len(self.rows)
+
+    def add(self, rows: list[Row]) -> range:
+        """Append joining rows; their indices."""
+        first = len(self.rows)
+        for tokens, limit, penalty in rows:
+            self.rows.append(list(tokens))
+            self.limits.append(limit)
+            self.penalties.append(penalty)
+        return range(first, len(self.rows))
+
+
+@dataclass
+class _Batch:
+    """The rows a call is generating: their cache (all history but the last token), the live rows
+    in the cache's order, each one's last token, and the penalty state if any row has one."""
+
+    kv: KV | None = None
+    live: list[int] = field(default_factory=list)
+    last: torch.Tensor | None = None
+    penalty: _Penalty | None = None
+
+    def extend(self, call: Call, generated: list[list[int]], kv: KV | None, rows: list[int],
+               device: torch.device) -> None:
+        """Add rows (their cache ``kv``) behind the live ones."""
+        if not rows:
+            return
+        assert kv is not None
+        self.kv = kv if self.kv is None else concat([self.kv, kv])
+        self.live = self.live + rows
+        histories = [call.rows[row] + generated[row] for row in self.live]
+        self.last = torch.tensor([h[-1] for h in histories], device=device, dtype=torch.long)
+        self.penalty = _Penalty.of(histories, [call.penalties[row] for row in self.live], device)
 
 
 def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[list[list[int]], set[int]]:
     """Greedy tokens per row (cut at its eos and its limit), and the rows ``should_stop`` cut short:
     those hold their tokens so far, and their KV cache waits in the store for the call that
-    continues them."""
+    continues them. Rows ``call.more`` gives join the batch between steps; the result covers
+    them too (``call.rows`` grows)."""
     generated: list[list[int]] = [[] for _ in call.rows]
-    kv, live, cut = _start(model, store, call, device, generated)
-    if cut:
-        return generated, set(cut)
-    # Each live row's cache holds its history but the last token: the step feeds that token.
-    histories = [call.rows[row] + generated[row] for row in live]
-    last = torch.tensor([h[-1] for h in histories], device=device, dtype=torch.long)
-    penalty = _Penalty.of(histories, [call.penalties[row] for row in live], device)
-    while live:
-        assert kv is not None  # live rows have a cache
-        logits, kv = forward(model, kv, last[:, None], torch.ones((len(live), 1), dtype=torch.bool, device=device),
-                             kv.positions[:, None])
+    batch = _Batch()
+    if cut := _join(model, store, call, device, generated, batch, list(range(len(call.rows)))):
+        return generated, cut
+    while batch.live:
+        assert batch.kv is not None and batch.last is not None  # live rows have a cache
+        live, penalty = batch.live, batch.penalty
+        logits, kv = forward(model, batch.kv, batch.last[:, None],
+                             torch.ones((len(live), 1), dtype=torch.bool, device=device), batch.kv.positions[:, None])
         chosen = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1)
         keep = _advance(call, live, chosen.tolist(), generated)
         if len(keep) < len(live):  # rows that ended leave the batch
-            live = [live[s] for s in keep]
-            if not live:
-                break
-            index = torch.tensor(keep, device=device)
-            kv, chosen = kv.select(index), chosen.index_select(0, index)
-            if penalty is not None:
-                penalty.keep(index)
-        last = chosen
-        if penalty is not None:
-            penalty.add(last)
+            batch.live = live = [live[s] for s in keep]
+            if live:
+                index = torch.tensor(keep, device=device)
+                kv, chosen = kv.select(index), chosen.index_select(0, index)
+                if penalty is not None:
+                    penalty.keep(index)
+        batch.kv, batch.last = (kv, chosen) if live else (None, None)
+        if penalty is not None and live:
+            penalty.add(chosen)
         # Polled after a step, not before the first: every call moves each of its rows on, so
         # rows resumed while editor requests keep coming are never cut again with nothing done.
         if call.should_stop is not None and call.should_stop():
-            for slot, row in enumerate(live):
-                store.suspend(tuple(call.rows[row] + generated[row]), kv.select([slot]))
-            return generated, set(live)
+            return generated, _suspend(store, call, generated, batch)
+        if call.more is not None and (joining := call.more()):
+            new = list(call.add(joining))
+            generated += [[] for _ in new]
+            if cut := _join(model, store, call, device, generated, batch, new):
+                return generated, cut
     return generated, set()
+
+
+def _suspend(store: KVStore, call: Call, generated: list[list[int]], batch: _Batch) -> set[int]:
+    """Keep the cache of every live row for the call that continues it; those rows."""
+    if batch.kv is not None:
+        for slot, row in enumerate(batch.live):
+            store.suspend(tuple(call.rows[row] + generated[row]), batch.kv.select([slot]))
+    return set(batch.live)
 
 
 def _advance(call: Call, live: list[int], tokens: list[int], generated: list[list[int]]) -> list[int]:
@@ -269,22 +318,20 @@ def _advance(call: Call, live: list[int], tokens: list[int], generated: list[lis
     return keep
 
 
-def _start(model: Any, store: KVStore, call: Call, device: torch.device,
-           generated: list[list[int]]) -> tuple[KV | None, list[int], list[int]]:
-    """The cache of every row with a token to generate, and those rows in the cache's order:
-    resumed rows from the store; new rows prefilled ``call.prefill_rows`` at a time, each prefill also
-    giving its rows their first token (a row may end right there). If ``should_stop`` turns True
-    between two chunks, the rows prefilled so far wait in the store, and the third value lists
-    every row cut short."""
-    live = [i for i, limit in enumerate(call.limits) if limit > 0]
-    resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in live if tuple(call.rows[i]) in store.suspended}
-    new = [i for i in live if i not in resumed]
+def _join(model: Any, store: KVStore, call: Call, device: torch.device, generated: list[list[int]],
+          batch: _Batch, rows: list[int]) -> set[int]:
+    """Add ``rows`` to the batch: resumed ones from the store; new ones prefilled
+    ``call.prefill_rows`` at a time, each prefill also giving its rows their first token (a row may
+    end right there). If ``should_stop`` turns True between two chunks, every live row and every
+    row not yet prefilled is cut short (the live ones wait in the store); those rows."""
+    rows = [i for i in rows if call.limits[i] > 0]
+    resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in rows if tuple(call.rows[i]) in store.suspended}
+    new = [i for i in rows if i not in resumed]
     parts, order = [resumed[i] for i in resumed], list(resumed)
     for start in range(0, len(new), call.prefill_rows):
         if start and call.should_stop is not None and call.should_stop():
-            for row, slot in zip(order, _slots(parts)):
-                store.suspend(tuple(call.rows[row] + generated[row]), slot)
-            return None, [], order + new[start:]
+            batch.extend(call, generated, concat(parts) if parts else None, order, device)
+            return _suspend(store, call, generated, batch) | set(new[start:])
         chunk = new[start : start + call.prefill_rows]
         began = time.perf_counter()
         logits, kv = prefill(model, store, [call.rows[i] for i in chunk], call.pad, device)
@@ -295,12 +342,8 @@ def _start(model: Any, store: KVStore, call: Call, device: torch.device,
         if keep:
             parts.append(kv if len(keep) == len(chunk) else kv.select(keep))
             order += [chunk[slot] for slot in keep]
-    return (concat(parts) if parts else None), order, []
-
-
-def _slots(parts: list[KV]) -> list[KV]:
-    """Each row of ``parts`` on its own, in order."""
-    return [part if part.rows == 1 else part.select([i]) for part in parts for i in range(part.rows)]
+    batch.extend(call, generated, concat(parts) if parts else None, order, device)
+    return set()
 
 
 class _Penalty:

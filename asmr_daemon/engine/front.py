@@ -39,13 +39,13 @@ class MemoryFront:
         # a flagged row's text is that source, so give back this caller's own text instead.
         return Translation(source, source if hit.problem else hit.text, hit.problem, "memory")
 
-    def store(self, request: Request, result: Translation, identity: str) -> None:
-        """Keep a model output (flagged ones too, so they are not recomputed); a full disk is
-        logged, never raised: the caller still gets its translation."""
+    def store(self, request: Request, result: Translation) -> None:
+        """Keep a model output (flagged ones too, so they are not recomputed) under the request's
+        key (``key()`` at submission); a full disk is logged, never raised: the caller still gets
+        its translation."""
         try:
-            self.memory.put(self.key(request.source, request.context, request.glossary, identity),
-                            source=request.source, text=result.text, problem=result.problem,
-                            identity=identity)
+            self.memory.put(request.key, source=request.source, text=result.text, problem=result.problem,
+                            identity=request.identity)
         except Exception:
             log.exception("cannot store a translation in the memory")
 

@@ -45,7 +45,10 @@ class Backend(Protocol):
         step a row ends (eos or its own limit) with the row's index and tokens, so the engine can
         answer that row while the others go on. And ``prefill_budget_s: float | None``, passed while
         no editor is about: how long one prefill forward may take (larger chunks cost less per
-        row; None: small chunks, so an editor's request waits little).
+        row; None: small chunks, so an editor's request waits little). And ``more: Callable[[],
+        list[tuple[list[int], int, float | None]]]``, passed for batch calls: polled after each
+        step, the rows it gives (prompt + tokens so far, limit, penalty) join the running batch
+        (continuous batching); the result covers them after the prompts' rows, in that order.
         """
         ...
 

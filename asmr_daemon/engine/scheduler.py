@@ -16,6 +16,10 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
   (``requeue`` with their tokens so far; they continue in the same call), then the oldest, as
   many new rows as fit one prefill chunk with the editor's (``prefill_rows``), so the batch job
   advances while an editor sends request after request;
+* while a batch call runs, batch rows join it as its rows end (``take``: continuous batching),
+  from the head of the queue up to the first request that is not a batch row of the call's
+  backend (an editor's or another adapter's request gets the next call), length-sorted like a
+  plan;
 * a request whose micro-batch raised runs ``alone``, so one bad row fails only itself;
 * identical work is done once: ``add`` returns the request already waiting or running with the
   same key, and the engine attaches its caller to that one.
@@ -55,8 +59,9 @@ class Scheduler:
         # editor's included, fit one prefill chunk (``prefill_rows``, decoding.PREFILL_ROWS): the
         # editor then waits for one prefill. Rows cut short resume from their kept KV cache.
         self.prefill_rows = prefill_rows
-        self._waiting: dict[str, Request] = {}
+        self._waiting: dict[str, Request] = {}  # in the order they were queued (or requeued)
         self._running: dict[str, Request] = {}
+        self._added: list[Request] = []  # new since ``unprepared()`` was last asked
 
     # -- adding and removing -------------------------------------------------------------
 
@@ -69,6 +74,7 @@ class Scheduler:
         if existing is None:
             request.status = RequestStatus.WAITING
             self._waiting[request.key] = request
+            self._added.append(request)
             return request
         if existing.status is RequestStatus.WAITING and request.priority < existing.priority:
             existing.priority = request.priority
@@ -113,6 +119,11 @@ class Scheduler:
 
     # -- queries ---------------------------------------------------------------------------
 
+    def unprepared(self) -> list[Request]:
+        """Requests queued since the last call that still wait to be tokenized."""
+        added, self._added = self._added, []
+        return [r for r in added if r.status is RequestStatus.WAITING and not r.is_prepared]
+
     def waiting(self) -> Iterator[Request]:
         return iter(list(self._waiting.values()))
 
@@ -152,12 +163,47 @@ class Scheduler:
             room = min(max_batch, len(chosen) + max(1, max_batch // max(1, self.join_divisor)))
             fresh = self.prefill_rows - sum(1 for r in chosen if not r.generated)
             chosen += _joiners(chosen, [r for r in ready if r.priority > priority], room, token_budget, fresh)
-        for request in chosen:
+        self._start(chosen)
+        longest = max(r.num_tokens for r in chosen)
+        return BatchPlan(tuple(chosen), priority, longest * len(chosen))
+
+    def take(self, identity: str, count: int, token_budget: int, running: list[Request]) -> list[Request]:
+        """Up to ``count`` batch rows of backend ``identity`` to join a running batch call that
+        holds ``running``, within ``token_budget`` with them; marked RUNNING. From the head of the
+        queue up to the first request that is not such a row (an editor's, another backend's, one
+        to run alone: those get the next call), ``window_factor`` x ``count`` rows at most, the
+        length-sorted run of them that holds the oldest (one prefill, little padding). Walks only
+        the head of the queue: this runs every few steps."""
+        head: list[Request] = []
+        for row in self._waiting.values():
+            if not row.is_prepared:
+                continue
+            if row.priority is not Priority.BATCH or row.identity != identity or row.alone:
+                break
+            head.append(row)
+            if len(head) >= count * max(1, self.window_factor):
+                break
+        if not head or count < 1:
+            return []
+        oldest = min(head)
+        head.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
+        at = head.index(oldest)
+        start = max(0, min(at - count // 2, len(head) - count))
+        taken: list[Request] = []
+        longest = max((r.num_tokens for r in running), default=0)
+        for row in head[start : start + count]:
+            if (len(running) + len(taken) + 1) * max(longest, row.num_tokens) > token_budget:
+                break
+            taken.append(row)
+            longest = max(longest, row.num_tokens)
+        self._start(taken)
+        return taken
+
+    def _start(self, requests: list[Request]) -> None:
+        for request in requests:
             request.status = RequestStatus.RUNNING
             del self._waiting[request.key]
             self._running[request.key] = request
-        longest = max(r.num_tokens for r in chosen)
-        return BatchPlan(tuple(chosen), priority, longest * len(chosen))
 
 
 def _joiners(chosen: list[Request], lower: list[Request], max_batch: int, token_budget: int,

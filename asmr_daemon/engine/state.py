@@ -15,7 +15,7 @@ from asmr_daemon.engine.waiters import Waiters
 
 COUNTERS = ("submitted", "memory_hits", "corrections_served", "corrections_recorded", "deduplicated",
             "cancelled", "batches", "model_calls", "rows", "retries", "flagged", "failed_batches",
-            "failed", "isolated", "adapter_switches", "preempted", "joined", "refills")
+            "failed", "isolated", "adapter_switches", "preempted", "joined")
 
 
 @dataclass

@@ -290,7 +290,7 @@ class PreemptibleBackend(FakeBackend):
         self.partial: dict[str, str] = {}  # prompt text + tokens so far -> the tokens so far
 
     def generate(self, prompts, *, max_new_tokens, repetition_penalty=None, should_stop=None, on_row_done=None,
-                 prefill_budget_s=None):
+                 prefill_budget_s=None, more=None):
         texts = [self.decode(p) for p in prompts]
         resumed = [(t[: len(t) - len(self.partial[t])], self.partial[t]) if t in self.partial else (t, "")
                    for t in texts]

@@ -192,3 +192,44 @@ def test_new_rows_join_an_editor_call_only_while_they_fit_its_one_prefill_chunk(
     s.add(req("hover", priority=Priority.INTERACTIVE))
     # Rows cut short resume from their kept KV cache (no prefill), so they do not count.
     assert keys(s.plan(32, 100_000)) == ["hover", "cut0", "cut1", "cut2", "b0", "b1", "b2"]
+
+
+def test_rows_join_a_running_batch_call_in_queue_order_up_to_the_first_that_is_not_its_own() -> None:
+    s = Scheduler()
+    for k in ("a", "b", "c", "d"):
+        s.add(req(k))
+    s.add(req("later", prepared=False))  # not tokenized yet: skipped, not a boundary
+    other = req("other")
+    other.identity = "other adapter"
+    s.add(other)
+    s.add(req("e"))
+    running = list(s.plan(max_batch=2, token_budget=10_000).requests)
+    assert [r.key for r in running] == ["a", "b"]
+    joined = s.take("", 5, 10_000, running)
+    # Up to the other adapter's request: it gets the next call, and what follows it waits too.
+    assert [r.key for r in joined] == ["c", "d"] and all(r.status is RequestStatus.RUNNING for r in joined)
+    assert s.take("", 5, 10_000, running + joined) == []
+    assert [r.key for r in s.unprepared()] == ["later"] and s.unprepared() == []
+
+
+def test_joining_rows_stay_within_the_token_budget_and_an_editor_at_the_head_stops_them() -> None:
+    s = Scheduler()
+    for i in range(6):
+        s.add(req(f"b{i}", prompt=10, new=10))  # 20 tokens a row
+    running = list(s.plan(max_batch=2, token_budget=10_000).requests)
+    joined = s.take("", 10, 100, running)
+    assert [r.key for r in joined] == ["b2", "b3", "b4"]  # 5 rows x 20 tokens = 100
+    running += joined + s.take("", 10, 10_000, running + joined)
+    s.add(req("hover", priority=Priority.INTERACTIVE))
+    s.requeue(running)  # an editor cut the call: its rows queue behind the editor's request
+    assert s.take("", 10, 10_000, []) == []
+
+
+def test_joining_rows_are_the_length_sorted_run_that_holds_the_oldest() -> None:
+    s = Scheduler()
+    for key, prompt in (("run", 5), ("a", 10), ("b", 30), ("c", 12), ("d", 31)):
+        s.add(req(key, prompt=prompt))
+    running = list(s.plan(max_batch=1, token_budget=10_000).requests)
+    # One prefill for rows of like length: a and c now, b and d next.
+    assert [r.key for r in s.take("", 2, 10_000, running)] == ["a", "c"]
+    assert [r.key for r in s.take("", 2, 10_000, running)] == ["b", "d"]

@@ -73,6 +73,19 @@ def test_a_batch_gives_what_transformers_gives_each_prompt_alone_and_rows_leave_
     assert steps == [3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]
 
 
+def test_rows_given_by_more_join_the_running_batch_and_get_what_they_get_alone(backend):
+    rows, model = prompts(backend), Recording(backend.loaded.model)
+    # Two rows start; after their second step one row joins, then one with a penalty; then none.
+    joining = iter([[], [(rows[2], 6, None)], [(rows[3], 9, 1.3)]])
+    got, cut = run(backend, model, decoding.KVStore(), rows[:2], [4, 12], more=lambda: next(joining, []))
+    assert cut == set() and got == [transformers_alone(backend, rows[0], 4), transformers_alone(backend, rows[1], 12),
+                                    transformers_alone(backend, rows[2], 6), transformers_alone(backend, rows[3], 9, 1.3)]
+    steps = [rows_ for rows_, width in model.shapes if width == 1]
+    # Each joined after a prefill of its own, between steps: the third step runs 3 rows; row 0
+    # (its 4th token) ends there as row 3 joins, so the fourth runs 3 again.
+    assert steps[:4] == [2, 2, 3, 3]
+
+
 def test_per_row_repetition_penalty_equals_transformers_alone(backend):
     rows, limits, penalties = prompts(backend), [10, 10, 10, 10], [1.3, None, 3.0, None]
     got, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits, penalties=penalties)

@@ -116,29 +116,30 @@ def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(ba
     assert got_probes + got_job == expected
 
 
-def test_a_batch_call_whose_rows_mostly_ended_takes_fresh_rows_and_changes_no_output(backend, tiny_kit, tmp_path):
+def test_waiting_rows_join_a_running_batch_call_as_its_rows_end_and_change_no_output(backend, tiny_kit, tmp_path):
     sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、", "（小声で）") for p in tiny_kit.pairs]
-    engine = Engine(backend, TranslationMemory(tmp_path / "refill.sqlite"), template=DEFAULT_TEMPLATE,
+    engine = Engine(backend, TranslationMemory(tmp_path / "joined.sqlite"), template=DEFAULT_TEMPLATE,
                     decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
     job = engine.submit_many([Segment(s) for s in sources])  # all queued before the worker plans
     engine.start()
     got = [f.result(T) for f in job]
     engine.close()
     stats = engine.stats
-    # A call stopped with at most 8 // REFILL_DIVISOR rows left; those rows went on in a later
-    # call from their kept KV cache, beside fresh rows.
-    assert stats["refills"] > 0 and stats["preempted"] > 0
+    # Continuous batching: fewer calls than batches of 8, since rows joined the calls as rows ended.
+    assert len(sources) > 2 * 8 and stats["model_calls"] < len(sources) / 8
+    assert stats["preempted"] == 0
     assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
 
 
 class Recorded:
-    """The real backend, recording the prefill budget of every call."""
+    """The real backend, recording the prefill budget of every call and whether rows could join it."""
 
     preemptible = True
 
     def __init__(self, inner: LocalBackend) -> None:
         self.inner, self.identity, self.special_tokens = inner, inner.identity, inner.special_tokens
         self.budgets: list[float | None] = []
+        self.joinable: list[bool] = []
 
     def encode(self, prompt: str) -> list[int]:
         return self.inner.encode(prompt)
@@ -148,10 +149,11 @@ class Recorded:
 
     def generate(self, prompts: list[list[int]], **kwargs: Any) -> list[list[int]]:
         self.budgets.append(kwargs.get("prefill_budget_s"))
+        self.joinable.append(kwargs.get("more") is not None)
         return self.inner.generate(prompts, **kwargs)
 
 
-def test_large_prefill_chunks_only_while_no_editor_is_about(backend, tiny_kit, tmp_path):
+def test_large_prefill_chunks_and_joining_rows_only_while_no_editor_is_about(backend, tiny_kit, tmp_path):
     sources = [p.source for p in tiny_kit.pairs]
     recorded = Recorded(backend)
     engine = make_engine(recorded, tmp_path / "budget.sqlite", batch_size=8)
@@ -162,6 +164,8 @@ def test_large_prefill_chunks_only_while_no_editor_is_about(backend, tiny_kit, t
     engine.close()
     assert set(recorded.budgets[:calls]) == {PREFILL_BUDGET_S}  # nobody hovering: a job's own pace
     assert set(recorded.budgets[calls:]) == {None}  # an editor is about: chunks it waits little for
+    # Batch calls take joining rows only while nobody hovers (an editor's call never does).
+    assert set(recorded.joinable[:calls]) == {True} and set(recorded.joinable[calls:]) == {False}
     assert all(t.origin == "model" for t in first + second)
 
 
