@@ -253,9 +253,11 @@ class _Batch:
         assert kv is not None
         self.kv = kv if self.kv is None else concat([self.kv, kv])
         self.live = self.live + rows
-        histories = [call.rows[row] + generated[row] for row in self.live]
-        self.last = torch.tensor([h[-1] for h in histories], device=device, dtype=torch.long)
-        self.penalty = _Penalty.of(histories, [call.penalties[row] for row in self.live], device)
+        last = torch.tensor([(generated[row] or call.rows[row])[-1] for row in rows], device=device, dtype=torch.long)
+        self.last = last if self.last is None else torch.cat([self.last, last])
+        penalties = [call.penalties[row] for row in self.live]  # seen tokens rebuilt for all rows
+        self.penalty = (_Penalty.of([call.rows[row] + generated[row] for row in self.live], penalties, device)
+                        if any(penalties) else None)
 
 
 def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[list[list[int]], set[int]]:

@@ -174,6 +174,8 @@ class Scheduler:
         to run alone: those get the next call), ``window_factor`` x ``count`` rows at most, the
         length-sorted run of them that holds the oldest (one prefill, little padding). Walks only
         the head of the queue: this runs every few steps."""
+        if count < 1:
+            return []
         head: list[Request] = []
         for row in self._waiting.values():
             if not row.is_prepared:
@@ -183,7 +185,7 @@ class Scheduler:
             head.append(row)
             if len(head) >= count * max(1, self.window_factor):
                 break
-        if not head or count < 1:
+        if not head:
             return []
         oldest = min(head)
         head.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))

@@ -155,8 +155,7 @@ class Worker:
                 joined = self._more(plan, rows, generating[0])
                 generating[0] += len(joined)
                 rows.extend(joined)
-                return [((r.prompt_ids or []) + r.generated, r.max_new_tokens - len(r.generated),
-                         self.decoding.retry_repetition_penalty if r.retry else None) for r in joined]
+                return [(_history(r), r.max_new_tokens - len(r.generated), self._penalty(r)) for r in joined]
 
             extra = {"should_stop": self.state.interactive_waiting.is_set, "on_row_done": row_done}
             if time.monotonic() - self.state.last_editor_request > EDITOR_QUIET_S:  # no editor about
@@ -164,7 +163,7 @@ class Worker:
                 if plan.priority is Priority.BATCH:
                     extra["more"] = more
         try:
-            ids = backend.generate([(r.prompt_ids or []) + r.generated for r in rows],
+            ids = backend.generate([_history(r) for r in rows],
                                    max_new_tokens=[r.max_new_tokens - len(r.generated) for r in rows],
                                    repetition_penalty=self._penalties(rows),
                                    **extra)
@@ -202,8 +201,11 @@ class Worker:
     def _penalties(self, rows: list[Request]) -> float | None | list[float | None]:
         """The repetition penalty for retries, None for first passes: one value when all rows
         share it, else one per row."""
-        penalties = [self.decoding.retry_repetition_penalty if r.retry else None for r in rows]
+        penalties = [self._penalty(r) for r in rows]
         return penalties[0] if len(set(penalties)) == 1 else penalties
+
+    def _penalty(self, request: Request) -> float | None:
+        return self.decoding.retry_repetition_penalty if request.retry else None
 
     def _row_done(self, backend: Backend, request: Request, ids: list[int], *, editors_generating: int) -> None:
         """A row ended while its call goes on (worker thread, inside ``generate``). An editor's row
@@ -278,6 +280,11 @@ class Worker:
             futures = [self.state.waiters.pop(r) for r in requests]
         for group in futures:
             settle(group, exc)
+
+
+def _history(request: Request) -> list[int]:
+    """What a row continues from: its prompt and the tokens earlier, stopped calls generated."""
+    return (request.prompt_ids or []) + request.generated
 
 
 def _text(backend: Backend, request: Request, ids: list[int]) -> str:
