@@ -115,7 +115,8 @@ class PreparedAdapter:
     lora_config: Any  # peft.LoraConfig
 
 
-def _base_of(model: Any) -> Any:
+def base_of(model: Any) -> Any:
+    """The transformers model under a peft model (its adapters injected), else the model itself."""
     from peft import PeftModel
 
     return model.get_base_model() if isinstance(model, PeftModel) else model
@@ -131,7 +132,7 @@ def prepare_adapter(loaded: LoadedModel, adapter_dir: Path) -> PreparedAdapter:
 
     adapter_dir = Path(adapter_dir)
     raw_sd, raw_cfg, weights, identity = read_adapter(adapter_dir)
-    base = _base_of(loaded.model)
+    base = base_of(loaded.model)
     try:
         sd, cfg = chatglm2.convert_chatglm2_adapter(raw_sd, raw_cfg, base.config)
     except AdapterError as exc:

@@ -11,6 +11,7 @@ import torch
 
 from asmr_daemon.config import DEFAULT_TEMPLATE
 from asmr_daemon.engine import decoding
+from asmr_daemon.engine.adapters import base_of
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.prompts import build_prompt
@@ -30,10 +31,11 @@ def backend(tmp_path_factory, sp_model, glm_config) -> LocalBackend:
 
 
 class Recording:
-    """The model, recording the shape of every input it runs."""
+    """The model the decoder runs, recording the shape of every input it runs."""
 
     def __init__(self, model: Any) -> None:
-        self.model = model
+        self.model = base_of(model)
+        self.config = self.model.config
         self.shapes: list[tuple[int, int]] = []
 
     def __call__(self, *, input_ids: torch.Tensor, **kwargs: Any) -> Any:
@@ -71,6 +73,27 @@ def test_a_batch_gives_what_transformers_gives_each_prompt_alone_and_rows_leave_
     # The prefill gives each row its first token (the 1-token row ends there); then one row fewer
     # each time a row reaches its limit.
     assert steps == [3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_steps_pass_the_mask_each_attention_implementation_takes(backend, attention):
+    """Under SDPA the decoder passes single-token steps a 4D mask it builds (None when every column
+    is real: one row alone); under eager attention the 2D mask for transformers to build."""
+    rows, limits, model = prompts(backend), [3, 12, 7, 5], base_of(backend.loaded.model)
+    seen: list[Any] = []
+    hook = model.model.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["attention_mask"]), with_kwargs=True)
+    model.set_attn_implementation(attention)
+    try:
+        got, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
+        alone, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows[1:2], [12])
+        hook.remove()
+        assert got == [transformers_alone(backend, p, n) for p, n in zip(rows, limits)] and alone == [got[1]]
+    finally:
+        model.set_attn_implementation("sdpa")
+        hook.remove()
+    # Prefills (several tokens a row) always pass the 2D mask.
+    assert {None if m is None else m.dim() for m in seen} == ({2} if attention == "eager" else {2, 4, None})
 
 
 def test_rows_given_by_more_join_the_running_batch_and_get_what_they_get_alone(backend):
@@ -150,12 +173,15 @@ def test_prefill_chunks_grow_to_what_the_budget_fits_by_measured_cost(backend):
             for n in range(3) for line in LINES]
     model = Recording(backend.loaded.model)
     call = decoding.Call(rows, [4] * len(rows), eos=backend.tokenizer.eos_id, pad=backend.tokenizer.pad_id,
-                         prefill_rows=5)
+                         prefill_rows=decoding.PREFILL_ROWS)
     with torch.inference_mode():
         got, _ = decoding.run(model, store, call, torch.device("cpu"))
-    assert [rows_ for rows_, width in model.shapes if width > 1][1:] == [5, 5, 2]  # after the prefix
+    assert [rows_ for rows_, width in model.shapes if width > 1][1:] == [8, 4]  # after the prefix
     assert got == [transformers_alone(backend, p, 4) for p in rows]
     per_row = store.row_prefill_seconds
     assert per_row is not None and per_row > 0
+    # A chunk of fewer rows costs mostly a forward's fixed cost; it would overstate a row's.
+    store.measured_prefill(decoding.PREFILL_ROWS - 1, 1000.0)
+    assert store.row_prefill_seconds == per_row
     assert store.chunk_rows(None) == decoding.PREFILL_ROWS
     assert store.chunk_rows(per_row * 40.5) == 40 and store.chunk_rows(per_row) == decoding.PREFILL_ROWS
