@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from asmr_daemon.config import DecodingSettings, EngineSettings
 from asmr_daemon.engine.backends import Backends
@@ -31,21 +30,13 @@ from asmr_daemon.engine.prompts import (
     build_prompt,
     validate_template,
 )
-from asmr_daemon.engine.requests import Backend, Priority, Request, Translation
+from asmr_daemon.engine.requests import Backend, Priority, Request, Segment, Translation
 from asmr_daemon.engine.state import COUNTERS, EngineState
 from asmr_daemon.engine.worker import Worker
 
 log = logging.getLogger(__name__)
 
 Future = concurrent.futures.Future
-
-
-class Segment(NamedTuple):
-    """One segment for ``submit_many``: the text and what goes into its prompt."""
-
-    source: str
-    context: Sequence[ContextLine] = ()
-    glossary: Sequence[GlossaryEntry] = ()
 
 
 class Engine:
@@ -106,19 +97,19 @@ class Engine:
         """Submit several segments atomically, so the worker sees them all in its next plan
         (one by one, it could start a batch with only the first)."""
         identity = self.identity
-        known = [self._front.known(s.source, tuple(s.context), tuple(s.glossary), identity) for s in segments]
+        known = self._front.known_many(segments, identity)
         futures: list[Future[Translation]] = [Future() for _ in segments]
         s = self._state
         with self._cond:
             if s.closing:
                 raise RuntimeError("the engine is closed")
-            for segment, hit, future in zip(segments, known, futures):
+            for segment, (key, hit), future in zip(segments, known, futures):
                 s.counts["submitted"] += 1
                 if hit is not None:
                     s.counts["corrections_served" if hit.origin == "correction" else "memory_hits"] += 1
                     future.set_result(hit)
                     continue
-                request = self._request(segment, Priority(priority), identity)
+                request = self._request(segment, Priority(priority), identity, key)
                 served_by = s.scheduler.add(request)
                 s.waiters.attach(served_by, future)
                 if served_by is not request:
@@ -190,11 +181,11 @@ class Engine:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _request(self, segment: Segment, priority: Priority, identity: str) -> Request:
+    def _request(self, segment: Segment, priority: Priority, identity: str, key: str) -> Request:
         context, glossary = tuple(segment.context), tuple(segment.glossary)
         number = next(self._ids)
         return Request(
-            request_id=number, key=self._front.key(segment.source, context, glossary, identity),
+            request_id=number, key=key,
             source=segment.source, priority=priority, arrival=number,
             prompt=build_prompt(segment.source, template=self.template, context=context, glossary=glossary),
             context=context, glossary=glossary, identity=identity)

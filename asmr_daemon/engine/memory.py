@@ -23,7 +23,7 @@ import re
 import sqlite3
 import threading
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,18 @@ def _sha256(value: Any) -> str:
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
+QUERY_KEYS = 500  # per query: well under SQLite's limit on parameters
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), QUERY_KEYS):
+        yield values[start : start + QUERY_KEYS]
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
@@ -168,15 +180,25 @@ class TranslationMemory:
     # -- translations ---------------------------------------------------------------------
 
     def get(self, key: str) -> Translation | None:
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Translation]:
+        """The stored translations of these keys (a missing one is absent), a query per
+        ``QUERY_KEYS`` keys: a file's lines are looked up at once, not one query each."""
+        found: dict[str, Translation] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            for key, source, text, problem in self._read(
+                    f"SELECT key, source, text, problem FROM translations WHERE key IN ({_marks(chunk)})", chunk):
+                found[key] = Translation(source=source, text=text, problem=problem, origin="memory")
+        return found
+
+    def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Rows of a query; none when the read fails (a cache miss, logged once)."""
         try:
-            row = self._conn().execute(
-                "SELECT source, text, problem FROM translations WHERE key = ?", (key,)).fetchone()
+            return self._conn().execute(sql, tuple(params)).fetchall()
         except sqlite3.DatabaseError as exc:
             self._failed("read", exc)
-            return None
-        if row is None:
-            return None
-        return Translation(source=row[0], text=row[1], problem=row[2], origin="memory")
+            return []
 
     def put(self, key: str, *, source: str, text: str, problem: str | None, identity: str) -> None:
         try:
@@ -198,14 +220,20 @@ class TranslationMemory:
                     "VALUES (?, ?, ?, ?)", (normalize(source), context_key, target, _now()))
 
     def correction_for(self, source: str, context_key: str = "") -> str | None:
-        try:
-            row = self._conn().execute(
-                "SELECT target FROM corrections WHERE source = ? AND context_key = ?",
-                (normalize(source), context_key)).fetchone()
-        except sqlite3.DatabaseError as exc:
-            self._failed("read", exc)
-            return None
-        return None if row is None else row[0]
+        return self.corrections_for([(source, context_key)]).get((source, context_key))
+
+    def corrections_for(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The corrections of these (source, context key) pairs, by pair (a missing one is absent)."""
+        by_normal: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for source, ctx in wanted:
+            by_normal.setdefault((normalize(source), ctx), []).append((source, ctx))
+        found: dict[tuple[str, str], str] = {}
+        for chunk in _chunks(list(dict.fromkeys(source for source, _ in by_normal))):
+            for source, ctx, target in self._read(
+                    f"SELECT source, context_key, target FROM corrections WHERE source IN ({_marks(chunk)})", chunk):
+                for pair in by_normal.get((source, ctx), ()):
+                    found[pair] = target
+        return found
 
     def corrections(self) -> list[tuple[str, str]]:
         """Every correction as (normalised source, target), oldest first (training-data export)."""

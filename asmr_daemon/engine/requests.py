@@ -11,12 +11,20 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 
 Penalty = float | None | Sequence[float | None]
 """A call's repetition penalty: one for every row, or one per row; None: none."""
+
+
+class Segment(NamedTuple):
+    """One segment for ``submit_many``: the text and what goes into its prompt."""
+
+    source: str
+    context: Sequence[ContextLine] = ()
+    glossary: Sequence[GlossaryEntry] = ()
 
 
 @runtime_checkable

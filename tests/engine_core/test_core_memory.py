@@ -158,3 +158,19 @@ def test_a_bad_page_found_while_running_is_a_cache_miss(tmp_path: Path, caplog) 
     memory.close()
     assert len(results) == 60 and None in results  # misses, no exception
     assert caplog.text.count("a read failed") == 1  # reported once, not once per line
+
+
+def test_many_lookups_at_once_give_what_one_at_a_time_gives(tmp_path) -> None:
+    from asmr_daemon.engine import memory as memory_module
+
+    memory = TranslationMemory(tmp_path / "m.sqlite")
+    for i in range(0, 1200, 3):
+        memory.put(f"k{i}", source=f"s{i}", text=f"t{i}", problem=None if i % 2 else "repetition", identity="x")
+    memory.record_correction("すき", "最喜欢了")
+    memory.record_correction("すき", "我喜欢", "ctx")
+    keys = [f"k{i}" for i in range(1200)] + ["k3"]  # more than one query's worth, a duplicate
+    assert len(keys) > memory_module.QUERY_KEYS
+    assert memory.get_many(keys) == {k: memory.get(k) for k in keys if memory.get(k) is not None}
+    assert len(memory.get_many(keys)) == 400
+    pairs = [("すき", "ctx"), ("  すき ", ""), ("すき", "other"), ("きらい", "")]
+    assert memory.corrections_for(pairs) == {("すき", "ctx"): "我喜欢", ("  すき ", ""): "最喜欢了"}
