@@ -343,6 +343,11 @@ def report(runs: list[dict[str, float]], setup: Setup) -> None:
         print(f"{name:<40} {value:9.1f}  {ratio_text:>7}  {runs_text}")
     print("ratios: engine / loop; warm speed-up; under job / idle; in burst / alone. "
           f"Job lines still open after the burst: {each['open_after_burst']} of {setup.job_lines}")
+    # Each run's contenders ran one after another, so a run's own ratio drifts less with the
+    # host's speed than the ratio of medians across runs.
+    paired = [run["engine"] / run["plain"] for run in runs]
+    print(f"engine / plain loop within each run: {' / '.join(f'x{r:.2f}' for r in paired)} "
+          f"(median x{statistics.median(paired):.2f})")
 
 
 def main(argv: list[str] | None = None) -> int:
