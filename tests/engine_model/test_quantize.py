@@ -21,7 +21,10 @@ from asmr_daemon.engine.loading import load_model
 from asmr_daemon.errors import DeviceError
 from asmr_daemon.fidelity import measure_fidelity
 
-MAX_LOGIT_DIFF = {"8bit": 0.45, "4bit": 3.0}
+# Of the largest fp32 logit: the kit's weights (trained here) differ with the CPU's kernels, and
+# so do their logits (24.1 on one machine, 27.4 on another); relative to them the differences
+# stayed put (8-bit 0.36 and 0.41, ~0.015; 4-bit 2.70 and 3.35, 0.11-0.12).
+MAX_RELATIVE_LOGIT_DIFF = {"8bit": 0.02, "4bit": 0.15}
 CPU = torch.device("cpu")
 
 
@@ -57,7 +60,7 @@ def test_missing_bitsandbytes_is_one_line(tiny_kit: Kit, monkeypatch: pytest.Mon
 def test_quantized_from_the_chatglm2_checkpoint_matches_fp32(tiny_kit: Kit, mode: str) -> None:
     (result,) = measure_fidelity(tiny_kit.base_dir, tiny_kit.adapter_dir, tiny_kit.pairs, [mode])
     assert (result.identical_lines, result.lines) == (len(tiny_kit.pairs), len(tiny_kit.pairs))
-    assert result.max_logit_diff <= MAX_LOGIT_DIFF[mode]
+    assert result.max_logit_diff <= MAX_RELATIVE_LOGIT_DIFF[mode] * result.max_abs_logit
 
 
 def greedy(backend, sources: list[str]) -> list[str]:  # type: ignore[no-untyped-def]
