@@ -32,6 +32,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from asmr_daemon.engine.adapters import base_of
+from asmr_daemon.engine.lean_lora import lean_lora
 from asmr_daemon.engine.penalty import RowPenalty
 from asmr_daemon.engine.tokenizer import left_pad
 
@@ -280,8 +281,12 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
     """Greedy tokens per row (cut at its eos and its limit), and the rows ``should_stop`` cut short:
     those hold their tokens so far, and their KV cache waits in the store for the call that
     continues them. Rows ``call.more`` gives join the batch between steps; the result covers
-    them too (``call.rows`` grows)."""
-    model = base_of(model)
+    them too (``call.rows`` grows). peft's LoRA layers run lean meanwhile (``lean_lora``)."""
+    with lean_lora(model):
+        return _run(base_of(model), store, call, device)
+
+
+def _run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[list[list[int]], set[int]]:
     generated: list[list[int]] = [[] for _ in call.rows]
     batch = _Batch()
     if cut := _join(model, store, call, device, generated, batch, list(range(len(call.rows)))):
