@@ -92,8 +92,8 @@ class DecodingSettings:
 class EngineSettings:
     batch_size: int = 32
     token_budget: int = 8192
-    # Intra-op CPU threads of the engine's worker thread (the one running the model); 0 = one per
-    # core less one (engine/threads.py says why).
+    # Intra-op CPU threads of the engine's worker thread (the one running the model); 0 = every
+    # core that other processes leave idle, followed twice a second (engine/threads.py says why).
     cpu_threads: int = 0
 
 

@@ -312,12 +312,10 @@ def run_once(setup: Setup) -> dict[str, float]:
 
 
 def report(runs: list[dict[str, float]], setup: Setup) -> None:
-    from asmr_daemon.engine.threads import default_threads
-
     m = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     each = {key: " / ".join(f"{run[key]:.4g}" for run in runs) for key in runs[0]}
     print(f"model: {setup.base} + {setup.adapter}  device: {setup.device}  batch size: {setup.engine.batch_size}")
-    print(f"CPU threads: engine {setup.engine.cpu_threads or default_threads()}, loops "
+    print(f"CPU threads: engine {setup.engine.cpu_threads or 'auto (cpu_threads = 0)'}, loops "
           f"{setup.loop_threads or 'torch default'} ({os.cpu_count()} cores)  runs: {len(runs)} (median, "
           f"then each run; a run is the median of {setup.passes} passes, editor latencies pooled)  "
           f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -69,16 +69,26 @@ class Worker:
     def __init__(self, state: EngineState, decoding: DecodingSettings) -> None:
         self.state = state
         self.decoding = decoding
+        self.cpu: threads.CpuShare | None = None  # the model's CPU threads, on a backend on torch
 
     def run(self) -> None:
         """Plan, run, apply, until the engine closes."""
         if "torch" in sys.modules:  # a backend on torch (the remote one needs none)
-            count = threads.use_threads(self.state.settings.cpu_threads)
-            log.info("the model runs on %d CPU thread(s) ([engine] cpu_threads = %d)",
-                     count, self.state.settings.cpu_threads)
+            setting = self.state.settings.cpu_threads
+            self.cpu = threads.CpuShare(setting)
+            count = self.cpu.start()
+            log.info("the model runs on %d CPU thread(s) ([engine] cpu_threads = %d%s)", count, setting,
+                     f": every core of {self.cpu.cores} that other processes leave idle" if self.cpu.adaptive else "")
         while (step := self._next_plan()) is not None:
             plan, backend = step
             self._apply(backend, *self._run(plan, backend))
+
+    def _between_steps(self) -> bool:
+        """Polled by a preemptible backend after each step: follow the other processes' load with
+        the CPU threads (``CpuShare.tick``); whether an editor waits (then the call stops)."""
+        if self.cpu is not None:
+            self.cpu.tick()
+        return self.state.interactive_waiting.is_set()
 
     # -- plan ------------------------------------------------------------------------------
 
@@ -94,6 +104,8 @@ class Worker:
                 retired = [s.backends.pop(identity) for identity in self._unneeded()]
             for old in retired:
                 retire(old)
+            if self.cpu is not None:
+                self.cpu.tick()
             self._prepare_waiting()
             with s.cond:
                 if s.closing:
@@ -157,7 +169,7 @@ class Worker:
                 rows.extend(joined)
                 return [(_history(r), r.max_new_tokens - len(r.generated), self._penalty(r)) for r in joined]
 
-            extra = {"should_stop": self.state.interactive_waiting.is_set, "on_row_done": row_done}
+            extra = {"should_stop": self._between_steps, "on_row_done": row_done}
             if time.monotonic() - self.state.last_editor_request > EDITOR_QUIET_S:  # no editor about
                 extra["prefill_budget_s"] = PREFILL_BUDGET_S  # larger prefill chunks
                 if plan.priority is Priority.BATCH:

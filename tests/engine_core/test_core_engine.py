@@ -361,3 +361,39 @@ def test_the_worker_runs_the_model_on_the_configured_cpu_threads(memory, caplog)
     engine.close()
     assert seen == [1]
     assert "the model runs on 1 CPU thread(s) ([engine] cpu_threads = 1)" in caplog.text
+
+
+def test_cpu_threads_0_follows_the_other_processes_load(memory, caplog, monkeypatch) -> None:
+    """The default: every core other processes leave idle, looked at between steps and calls."""
+    import torch
+
+    from asmr_daemon.config import DecodingSettings, EngineSettings
+    from asmr_daemon.engine import threads
+    from asmr_daemon.engine.engine import Engine
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "INTERVAL_S", 0.0)  # look at every tick
+    monkeypatch.setattr(threads, "FIRST_LOOK_S", 0.0)
+    loads = iter([0.0, 0.0] + [1.0] * 1000)  # then another process takes a core
+    monkeypatch.setattr(threads.OthersLoad, "busy_cores", lambda self: next(loads))
+    seen: list[int] = []
+
+    class Recording(FakeBackend):
+        def generate(self, prompts, **kwargs):
+            seen.append(torch.get_num_threads())
+            return super().generate(prompts, **kwargs)
+
+    before = torch.get_num_threads()
+    engine = Engine(Recording(), memory, template="{source}", decoding=DecodingSettings(), engine=EngineSettings())
+    try:
+        with caplog.at_level(logging.INFO, logger="asmr_daemon.engine"):
+            engine.start()
+            for line in ("いち", "に", "さん", "よん"):  # a look before each call at least
+                engine.submit(line).result(T)
+        engine.close()
+    finally:
+        torch.set_num_threads(before)
+    assert "the model runs on 1 CPU thread(s) ([engine] cpu_threads = 0: every core of 2" in caplog.text
+    assert "the model now runs on 2 CPU thread(s): other processes keep 0.0 of 2 cores busy" in caplog.text
+    assert 2 in seen and seen[-1] == 1
+    assert "the model now runs on 1 CPU thread(s): other processes keep 1.0 of 2 cores busy" in caplog.text
