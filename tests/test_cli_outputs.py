@@ -87,19 +87,23 @@ def test_flagged_lines_are_printed_and_written_to_a_review_report(tiny_kit: Kit,
     source_lines = script.read_text(encoding="utf-8").splitlines()
     out_lines = output.read_text(encoding="utf-8").splitlines()
     assert out_lines[3] == source_lines[3] and out_lines[25] == source_lines[25]  # kept
-    assert f"  2 lines to review, listed in {review}:\n" \
-           "    line 4: glossary term お兄ちゃん not used (source kept)\n" \
-           "    line 26: glossary term お兄ちゃん not used (source kept)\n" in result.stderr
+    # The glossary check runs last: where the kit's output for a prompt it never saw also trips an
+    # earlier check (its weights differ with the CPU that trained them), that check names the line.
+    problem = r"(glossary term お兄ちゃん not used|U\+FFFD in the output|repetition|leftover kana|output too long)"
+    printed = re.search(rf"  2 lines to review, listed in {re.escape(str(review))}:\n"
+                        rf"    line 4: {problem} \(source kept\)\n    line 26: {problem} \(source kept\)\n",
+                        result.stderr)
+    assert printed, result.stderr
     kept = "the translation failed the checks twice, so the Japanese source was kept"
     assert review.read_text(encoding="utf-8") == (
         "2 lines to review in the translation of script.txt\n"
         "Line numbers are the script's. Correct these lines in the translation next to this report:\n"
         "asmr-daemon never overwrites a file you changed (translating the script again writes a new copy beside it).\n"
         "\n"
-        f"Line 4: glossary term お兄ちゃん not used: {kept}\n"
+        f"Line 4: {printed[1]}: {kept}\n"
         "  source: （耳元で）おかえりなさい、お兄ちゃん。\n"
         "  output: (the source, unchanged)\n"
         "\n"
-        f"Line 26: glossary term お兄ちゃん not used: {kept}\n"
+        f"Line 26: {printed[2]}: {kept}\n"
         "  source: おやすみなさい、お兄ちゃん。\n"
         "  output: (the source, unchanged)\n")

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 
 GLOSSARY = "お兄ちゃん\t欧尼酱\t\n"  # a term the tiny model cannot produce: its lines fail the check
 FLAGGED = [3, 25]  # 0-based: the two lines with お兄ちゃん
-PROBLEM = "glossary term お兄ちゃん not used"
+# The glossary check runs last: where the kit's output for a prompt it never saw also trips an
+# earlier check (its weights, and so that output, differ with the CPU that trained it), that
+# check names the line.
+PROBLEM = r"(?:glossary term お兄ちゃん not used|U\+FFFD in the output|repetition|leftover kana|output too long)"
 KEPT = "the translation failed the checks twice, so the Japanese source was kept"
 
 
@@ -65,8 +68,8 @@ async def test_flagged_lines_reach_the_outbox_status_and_the_editor(tiny_kit, tm
         assert all(out_lines[i] == source_lines[i] for i in FLAGGED)  # the source was kept
         report = review.read_text(encoding="utf-8")
         assert report.startswith("2 lines to review in the translation of script.txt\n")
-        assert re.findall(r"^Line (\d+): (.*)$", report, re.MULTILINE) == [
-            ("4", f"{PROBLEM}: {KEPT}"), ("26", f"{PROBLEM}: {KEPT}")]
+        assert re.findall(rf"^Line (\d+): {PROBLEM}: (.*)$", report, re.MULTILINE) == [("4", KEPT), ("26", KEPT)]
+        reasons = dict(re.findall(r"^Line (\d+): (.*)$", report, re.MULTILINE))
         assert f"  source: {source_lines[25]}\n" in report
 
         shown = status(daemon)
@@ -86,7 +89,7 @@ async def test_flagged_lines_reach_the_outbox_status_and_the_editor(tiny_kit, tm
         diagnostics = await diagnostics_for(client, uri)
         assert [(d.range.start.line, d.range.start.character, d.range.end.line, d.range.end.character,
                  d.severity, d.message) for d in diagnostics] == [
-            (i, 0, i, len(source_lines[i]), types.DiagnosticSeverity.Warning, f"{PROBLEM}: {KEPT}") for i in FLAGGED]
+            (i, 0, i, len(source_lines[i]), types.DiagnosticSeverity.Warning, reasons[str(i + 1)]) for i in FLAGGED]
         await close(client)
 
         # A corrected output is kept when the script comes again; the new one goes beside it.

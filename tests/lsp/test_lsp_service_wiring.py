@@ -68,7 +68,8 @@ async def test_a_glossary_beside_a_script_changes_the_hover_as_it_changes_the_ou
     keys = memory_keys(daemon)
 
     # An editor on a script in that folder: the watch folder's memory entry, not a new one.
-    assert await hover_file(daemon, work / "night.txt", line + "\n") == translated
+    # (Its first line: where the kit's output misses the term, the hover adds the warning below it.)
+    assert (await hover_file(daemon, work / "night.txt", line + "\n")).split("\n")[0] == translated
     assert memory_keys(daemon) == keys
 
     # The same line where no glossary lies: another prompt, so another entry.
