@@ -47,6 +47,11 @@ KIT_SOURCES = (
     Path(__file__).resolve(),
 )
 _COMPLETE = ".complete"
+# What the review report says of the script's two お兄ちゃん lines under a glossary term the kit
+# never learned (お兄ちゃん -> 欧尼酱): the glossary check runs last, so where the kit's output for
+# such a prompt also trips an earlier check (its weights, and so that output, differ with the CPU
+# that trained it), that check names the line.
+GLOSSARY_MISS = r"(?:glossary term お兄ちゃん not used|U\+FFFD in the output|repetition|leftover kana|output too long)"
 
 
 @dataclass(frozen=True)

@@ -125,10 +125,10 @@ class CpuShare:
 
     def tick(self) -> None:
         """Between steps: look at the other processes' load if it is time, and follow it."""
-        if not self.adaptive or self._clock() < self._next_look:
+        now = self._clock()
+        if not self.adaptive or now < self._next_look:
             return
         assert self._load is not None
-        now = self._clock()
         stale, self._last_look = now - self._last_look > STALE_S, now
         others = self._load()
         if stale:
