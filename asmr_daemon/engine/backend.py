@@ -22,7 +22,7 @@ import torch
 from asmr_daemon.engine import decoding
 from asmr_daemon.engine.adapters import PreparedAdapter, attach_prepared, prepare_adapter
 from asmr_daemon.engine.loading import LoadedModel
-from asmr_daemon.engine.requests import Penalty, Unfinished, row_limits, row_penalties
+from asmr_daemon.engine.requests import Join, Penalty, Unfinished, row_limits, row_penalties
 from asmr_daemon.engine.tokenizer import SPECIAL_TOKENS
 
 _adapter_names = itertools.count(1)
@@ -32,8 +32,10 @@ class LocalBackend:
     """Greedy generation on a ``LoadedModel``. Call ``encode``/``generate``/``decode``/``retire``
     from the one thread that owns the model; ``with_adapter`` from any thread."""
 
-    # ``generate`` takes ``should_stop`` (then returns ``Unfinished`` rows) and ``on_row_done``.
+    # ``generate`` takes ``should_stop`` (then returns ``Unfinished`` rows) and ``on_row_done``;
+    # it polls ``more`` after every step, so an editor's request can join the running call.
     preemptible = True
+    joins = True
 
     def __init__(self, loaded: LoadedModel, *, adapter: PreparedAdapter | None = None) -> None:
         self.loaded = loaded
@@ -107,21 +109,25 @@ class LocalBackend:
         max_new_tokens: list[int] | int,
         repetition_penalty: Penalty = None,
         should_stop: Callable[[], bool] | None = None,
+        stop_prefill: Callable[[], bool] | None = None,
         on_row_done: Callable[[int, list[int]], None] | None = None,
         prefill_budget_s: float | None = None,
-        more: Callable[[], list[decoding.Row]] | None = None,
+        more: Callable[[list[int], list[list[int]]], Join] | None = None,
     ) -> list[list[int]]:
         """Generated ids per prompt (prompt excluded), cut at the prompt's own eos and its own limit.
 
         ``should_stop`` is polled between decoding steps; when it returns True generation stops at
         once and the rows that had not finished (no eos, under their limit) come back as
         ``Unfinished`` (their tokens so far), to be continued later. Finished rows are exact.
+        ``stop_prefill`` does the same, polled only between the chunks of a prefill.
         ``on_row_done(index, ids)`` is called the step a row ends, with the ids it returns.
         ``prefill_budget_s``: prefill new rows in chunks as large as fit this time by the measured
         cost (None: ``decoding.PREFILL_ROWS`` rows, so an editor waits for a small chunk).
-        ``more()`` is polled after each step; the rows it gives (prompt + tokens so far, limit,
-        penalty) join the running batch, and the result covers them after the prompts' rows, in
-        the order given.
+        ``more(live, tokens)`` is polled after each step with the rows still generating and each
+        row's tokens so far. The rows its ``Join`` gives (prompt + tokens so far, limit, penalty)
+        join the running batch, and the result covers them after the prompts' rows, in the order
+        given; the live rows it parks leave the batch, their tokens so far in the result and their
+        KV cache kept for the call that continues them.
         A prompt that continues a row cut short resumes from that row's kept KV cache
         (``engine/decoding.py``); every row gets the tokens it gets alone.
         """
@@ -130,6 +136,7 @@ class LocalBackend:
         call = decoding.Call([list(p) for p in prompts], row_limits(prompts, max_new_tokens),
                              eos=self.tokenizer.eos_id, pad=self.tokenizer.pad_id,
                              penalties=row_penalties(prompts, repetition_penalty), should_stop=should_stop,
+                             stop_prefill=stop_prefill,
                              on_row_done=on_row_done, prefill_rows=self._kv.chunk_rows(prefill_budget_s),
                              more=more)
         with self._activate(), torch.inference_mode():

@@ -7,139 +7,43 @@ What the loop does that a ``generate`` call cannot (issue 14, measured in ``benc
 * the prompt prefix its rows share (the prompt template) is computed once per backend and kept
   (``KVStore.prefixes``), so each row prefills only its own text; that prefill's logits give the
   row its first token, as in ``generate`` (no extra forward per call for it);
-* rows join the running batch between steps (``Call.more``: continuous batching), each chunk of
-  them prefilled on its own and its cache appended to the batch's, so a call need not drain;
-* a row cut short (an editor's request stopped the call) keeps its KV cache
-  (``KVStore.suspended``), keyed by its tokens so far; the call that continues it resumes there
-  instead of prefilling prompt + tokens so far again.
-
-One KV cache holds the batch: per layer ``[rows, heads, columns, head_dim]``, a boolean mask of the
-columns each row attends to, and each row's next position id. Rows keep the positions they have
-alone; columns a row does not use (alignment, the gap after a shared prefix) are masked, and a
-masked column adds exactly nothing to attention, so each row gets the tokens it gets alone.
+* rows join the running batch between steps (``Call.more``: continuous batching, and an editor's
+  request joining the call instead of stopping it), each chunk of them prefilled on its own and its
+  cache appended to the batch's, so a call need not drain;
+* a row cut short (the call stopped) or set aside (``Join.park``: an editor joined and the call
+  carries fewer rows meanwhile) keeps its KV cache (``KVStore.suspended``), keyed by its tokens so
+  far; the call that continues it (this one, if it joins again) resumes there instead of
+  prefilling prompt + tokens so far again;
+* a step writes each row's new column into spare room behind the batch's cache instead of
+  copying the whole cache (``engine/kv_cache.py``, which holds the cache and the forward).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from asmr_daemon.engine.adapters import base_of
+from asmr_daemon.engine.kv_cache import KV, concat, forward
 from asmr_daemon.engine.lean_lora import lean_lora
 from asmr_daemon.engine.penalty import RowPenalty
+from asmr_daemon.engine.requests import Join, Row
 from asmr_daemon.engine.tokenizer import left_pad
-
-Layers = list[tuple[torch.Tensor, torch.Tensor]]
-"""Per layer: keys and values, ``[rows, heads, columns, head_dim]``."""
 
 PREFIXES_KEPT = 4  # prompt prefixes (templates) whose KV cache a backend keeps
 # Rows cut short whose KV cache waits for the call that continues them (an editor's call resumes
-# up to half a batch; the rest the next). A ChatGLM2-6B row of 100 tokens holds ~2.9 MB in bf16,
-# so 64 rows bound this at ~190 MB; a row evicted earlier is simply prefilled again.
+# up to half a batch; the rest the next). A ChatGLM2-6B row of 100 tokens holds ~2.9 MB in bf16
+# (~0.9 MB more for its spare columns, kv_cache.SPARE_COLUMNS), so 64 rows bound this at ~250 MB; a
+# row evicted earlier is simply prefilled again.
 SUSPENDED_KEPT = 64
 # New rows prefilled per forward. An editor request waits for one chunk at most, not a whole
 # batch's prefill (32 rows x ~35 tokens took 41 ms on 2 CPU cores, tiny model; 8 rows 7 ms).
 PREFILL_ROWS = 8
-
-
-@dataclass
-class KV:
-    """The KV cache of some rows that all stand before feeding their last token."""
-
-    layers: Layers
-    mask: torch.Tensor  # [rows, columns] bool: the columns each row attends to
-    positions: torch.Tensor  # [rows] long: the position id of each row's next token
-
-    @property
-    def rows(self) -> int:
-        return int(self.mask.shape[0])
-
-    @property
-    def columns(self) -> int:
-        return int(self.mask.shape[1])
-
-    def select(self, rows: torch.Tensor | list[int]) -> KV:
-        """These rows only, without the columns none of them attends to any more."""
-        index = torch.as_tensor(rows, dtype=torch.long, device=self.mask.device)
-        mask = self.mask.index_select(0, index)
-        used = mask.any(dim=0)
-        if bool(used.all()):
-            layers = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.layers]
-        else:
-            cols = torch.nonzero(used).flatten()
-            layers = [(k.index_select(0, index).index_select(2, cols), v.index_select(0, index).index_select(2, cols))
-                      for k, v in self.layers]
-            mask = mask.index_select(1, cols)
-        return KV(layers, mask, self.positions.index_select(0, index))
-
-    def widened(self, columns: int) -> KV:
-        """The same rows with masked empty columns in front, ``columns`` in all."""
-        extra = columns - self.columns
-        if extra <= 0:
-            return self
-        def pad(t: torch.Tensor) -> torch.Tensor:
-            return torch.cat([t.new_zeros(t.shape[0], t.shape[1], extra, t.shape[3]), t], dim=2)
-        layers = [(pad(k), pad(v)) for k, v in self.layers]
-        mask = torch.cat([self.mask.new_zeros(self.rows, extra), self.mask], dim=1)
-        return KV(layers, mask, self.positions)
-
-
-def concat(parts: Sequence[KV]) -> KV:
-    """The rows of all ``parts`` in one cache, in that order."""
-    if len(parts) == 1:
-        return parts[0]
-    width = max(p.columns for p in parts)
-    wide = [p.widened(width) for p in parts]
-    layers = [(torch.cat([p.layers[i][0] for p in wide]), torch.cat([p.layers[i][1] for p in wide]))
-              for i in range(len(wide[0].layers))]
-    return KV(layers, torch.cat([p.mask for p in wide]), torch.cat([p.positions for p in wide]))
-
-
-def forward(model: Any, kv: KV | None, ids: torch.Tensor, mask: torch.Tensor,
-            positions: torch.Tensor) -> tuple[torch.Tensor, KV]:
-    """Run ``ids`` ([rows, columns]; ``mask`` marks the real ones) after ``kv``: the logits at the
-    last column and the cache with the new columns appended. ``model``: the transformers model
-    (``adapters.base_of``), as peft's own ``generate`` steps it: peft's ``forward`` wrapper and
-    transformers' mask building took ~14% of a tiny model's step (20 rows, CPU time 2.57 ->
-    2.21 ms, medians of 40)."""
-    cache = _cache(kv.layers if kv is not None and kv.columns else [])
-    full_mask = mask if kv is None else torch.cat([kv.mask, mask], dim=1)
-    out = model(input_ids=ids, attention_mask=_attention_mask(model, full_mask, ids.shape[1]),
-                position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1)
-    layers = []
-    for layer in cache.layers:
-        if not isinstance(layer, DynamicLayer) or layer.keys is None or layer.values is None:
-            raise TypeError(f"unexpected KV cache layer {type(layer).__name__}")
-        layers.append((layer.keys, layer.values))
-    next_positions = positions[:, -1] + 1
-    return out.logits[:, -1, :], KV(layers, full_mask, next_positions)
-
-
-def _attention_mask(model: Any, mask: torch.Tensor, queries: int) -> torch.Tensor | None:
-    """The mask to pass: for one query per row under SDPA, the 4D mask transformers would build
-    from ``mask`` (each row's columns; ``None`` when all are real, as it does); otherwise the 2D
-    mask, for transformers to build."""
-    if queries != 1 or getattr(model.config, "_attn_implementation", None) != "sdpa":
-        return mask.long()
-    return None if bool(mask.all()) else mask[:, None, None, :]
-
-
-def _cache(layers: Layers) -> DynamicCache:
-    """A transformers cache over these tensors (not a copy: the model's step appends to them)."""
-    cache = DynamicCache()
-    for keys, values in layers:
-        layer = DynamicLayer()
-        layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
-        cache.layers.append(layer)
-    return cache
 
 
 @dataclass
@@ -219,10 +123,6 @@ def prefill(model: Any, store: KVStore, rows: list[list[int]], pad: int,
     return forward(model, base, ids.to(device), mask.to(device), positions.to(device))
 
 
-Row = tuple[list[int], int, float | None]
-"""A row joining a running call: prompt + tokens so far, tokens still to generate, penalty."""
-
-
 @dataclass
 class Call:
     """One ``generate`` call: its rows, limits and hooks."""
@@ -234,10 +134,13 @@ class Call:
     penalties: list[float | None] = field(default_factory=list)  # per row; None: no penalty
     prefill_rows: int = PREFILL_ROWS  # new rows per prefill forward
     should_stop: Callable[[], bool] | None = None
+    # Polled between prefill chunks too, with ``should_stop``: True there cuts the call the same
+    # way (an editor's request that could join after the prefill would wait for every chunk).
+    stop_prefill: Callable[[], bool] | None = None
     on_row_done: Callable[[int, list[int]], None] | None = None
-    # Continuous batching: polled after each step, gives rows that join the running batch (none:
-    # not now; a call with no live rows left that gets none ends).
-    more: Callable[[], list[Row]] | None = None
+    # Polled after each step with the live rows and every row's tokens so far: rows that join the
+    # running batch and rows to set aside (none: not now; a call with no live rows left ends).
+    more: Callable[[list[int], list[list[int]]], Join] | None = None
 
     def __post_init__(self) -> None:
         self.penalties = self.penalties or [None] * len(self.rows)
@@ -281,7 +184,7 @@ def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[l
     """Greedy tokens per row (cut at its eos and its limit), and the rows ``should_stop`` cut short:
     those hold their tokens so far, and their KV cache waits in the store for the call that
     continues them. Rows ``call.more`` gives join the batch between steps; the result covers
-    them too (``call.rows`` grows). peft's LoRA layers run lean meanwhile (``lean_lora``)."""
+    them too (``call.rows`` grows); a row it parks holds its tokens until then. peft's LoRA layers run lean meanwhile (``lean_lora``)."""
     with lean_lora(model):
         return _run(base_of(model), store, call, device)
 
@@ -312,12 +215,35 @@ def _run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[
         # rows resumed while editor requests keep coming are never cut again with nothing done.
         if call.should_stop is not None and call.should_stop():
             return generated, _suspend(store, call, generated, batch)
-        if call.more is not None and (joining := call.more()):
-            new = list(call.add(joining))
-            generated += [[] for _ in new]
-            if cut := _join(model, store, call, device, generated, batch, new):
-                return generated, cut
+        if call.more is not None and live:
+            join = call.more(live, generated)
+            if join.park:
+                _park(store, call, generated, batch, set(join.park), device)
+            if join.rows:
+                new = list(call.add(join.rows))
+                generated += [[] for _ in new]
+                if cut := _join(model, store, call, device, generated, batch, new):
+                    return generated, cut
     return generated, set()
+
+
+def _park(store: KVStore, call: Call, generated: list[list[int]], batch: _Batch, rows: set[int],
+          device: torch.device) -> None:
+    """Set live ``rows`` aside: their cache waits in the store; the batch goes on without them."""
+    assert batch.kv is not None and batch.last is not None
+    keep = [slot for slot, row in enumerate(batch.live) if row not in rows]
+    for slot, row in enumerate(batch.live):
+        if row in rows:
+            store.suspend(tuple(call.rows[row] + generated[row]), batch.kv.select([slot]))
+    batch.live = [batch.live[slot] for slot in keep]
+    if not keep:
+        batch.kv, batch.last, batch.penalty = None, None, None
+        return
+    index = torch.tensor(keep, device=device)
+    batch.kv, batch.last = batch.kv.select(index), batch.last.index_select(0, index)
+    penalties = [call.penalties[row] for row in batch.live]
+    batch.penalty = (RowPenalty.of([call.rows[row] + generated[row] for row in batch.live], penalties, device)
+                     if any(penalties) else None)
 
 
 def _suspend(store: KVStore, call: Call, generated: list[list[int]], batch: _Batch) -> set[int]:
@@ -346,14 +272,15 @@ def _join(model: Any, store: KVStore, call: Call, device: torch.device, generate
           batch: _Batch, rows: list[int]) -> set[int]:
     """Add ``rows`` to the batch: resumed ones from the store; new ones prefilled
     ``call.prefill_rows`` at a time, each prefill also giving its rows their first token (a row may
-    end right there). If ``should_stop`` turns True between two chunks, every live row and every
-    row not yet prefilled is cut short (the live ones wait in the store); those rows."""
+    end right there). If ``should_stop`` or ``stop_prefill`` turns True between two chunks, every
+    live row and every row not yet prefilled is cut short (the live ones wait in the store); those
+    rows."""
     rows = [i for i in rows if call.limits[i] > 0]
     resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in rows if tuple(call.rows[i]) in store.suspended}
     new = [i for i in rows if i not in resumed]
     parts, order = [resumed[i] for i in resumed], list(resumed)
     for start in range(0, len(new), call.prefill_rows):
-        if start and call.should_stop is not None and call.should_stop():
+        if start and any(poll is not None and poll() for poll in (call.should_stop, call.stop_prefill)):
             batch.extend(call, generated, concat(parts) if parts else None, order, device)
             return _suspend(store, call, generated, batch) | set(new[start:])
         chunk = new[start : start + call.prefill_rows]

@@ -48,15 +48,20 @@ class Backend(Protocol):
         A backend with ``preemptible = True`` also takes ``should_stop: Callable[[], bool]``:
         polled between decoding steps; when it turns True the call returns at once, with an
         ``Unfinished`` list of the tokens so far for every row that had not finished (the engine
-        continues those rows later, together with the editor request that stopped them). It also
-        takes ``on_row_done: Callable[[int, list[int]], None]``, called on the generating thread the
+        continues those rows later, together with the editor request that stopped them); and
+        ``stop_prefill``, the same polled between prefill chunks only. It also takes
+        ``on_row_done: Callable[[int, list[int]], None]``, called on the generating thread the
         step a row ends (eos or its own limit) with the row's index and tokens, so the engine can
         answer that row while the others go on. And ``prefill_budget_s: float | None``, passed while
         no editor is about: how long one prefill forward may take (larger chunks cost less per
-        row; None: small chunks, so an editor's request waits little). And ``more: Callable[[],
-        list[tuple[list[int], int, float | None]]]``, passed for batch calls: polled after each
-        step, the rows it gives (prompt + tokens so far, limit, penalty) join the running batch
-        (continuous batching); the result covers them after the prompts' rows, in that order.
+        row; None: small chunks, so an editor's request waits little). And ``more:
+        Callable[[list[int], list[list[int]]], Join]`` (the live rows and each row's tokens so
+        far), polled after each step: the rows its ``Join`` gives (prompt + tokens so far, limit,
+        penalty) join the running batch (continuous batching, and editors' requests joining); the
+        result covers them after the prompts' rows, in that order. A backend with ``joins = True``
+        polls ``more`` after every step of every call, so a waiting editor's request joins the
+        call instead of stopping it; the live rows a ``Join`` parks leave the batch (their tokens so
+        far in the result, their KV cache kept to continue them).
         """
         ...
 
@@ -93,6 +98,20 @@ def row_limits(prompts: list[list[int]], max_new_tokens: list[int] | int) -> lis
     if any(not p for p in prompts):
         raise ValueError("empty prompt")
     return limits
+
+
+Row = tuple[list[int], int, float | None]
+"""A row joining a running call: prompt + tokens so far, tokens still to generate, penalty."""
+
+
+@dataclass
+class Join:
+    """What a preemptible backend's ``more`` hook gives after a step: rows that join the batch (in
+    the first prefill chunk first), and live rows to set aside first (``park``: each one's cache
+    waits in the backend's store, as a row cut short, for the call that continues it)."""
+
+    rows: list[Row] = field(default_factory=list)
+    park: list[int] = field(default_factory=list)
 
 
 class Unfinished(list):  # type: ignore[type-arg]
@@ -173,6 +192,11 @@ class Request:
     @property
     def is_prepared(self) -> bool:
         return self.prompt_ids is not None
+
+    @property
+    def history(self) -> list[int]:
+        """What its row continues from: the prompt and the tokens earlier, stopped calls generated."""
+        return (self.prompt_ids or []) + self.generated
 
     @property
     def num_tokens(self) -> int:

@@ -16,6 +16,9 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
   (``requeue`` with their tokens so far; they continue in the same call), then the oldest, as
   many new rows as fit one prefill chunk with the editor's (``prefill_rows``), so the batch job
   advances while an editor sends request after request;
+* an editor's request may instead join a running call of its backend (``join``): the call keeps
+  at most as many batch rows as an editor's plan carries (``carried``; the worker sets the rest
+  aside), and takes batch rows along with the editor's as such a plan would;
 * while a batch call runs, batch rows join it as its rows end (``take``: continuous batching),
   from the head of the queue up to the first request that is not a batch row of the call's
   backend (an editor's or another adapter's request gets the next call), length-sorted like a
@@ -200,6 +203,33 @@ class Scheduler:
             longest = max(longest, row.num_tokens)
         self._start(taken)
         return taken
+
+    def carried(self, max_batch: int) -> int:
+        """How many batch rows a call carries along while it runs editors' requests."""
+        return max(1, max_batch // max(1, self.join_divisor))
+
+    def has_joinable_editor(self, identity: str) -> bool:
+        """Whether an editor's request waits that could join a running call of backend ``identity``."""
+        return any(r.priority is Priority.INTERACTIVE and r.identity == identity and not r.alone
+                   for r in self._waiting.values())
+
+    def join(self, identity: str, running: list[Request], max_batch: int, token_budget: int) -> list[Request]:
+        """The waiting editors' requests of backend ``identity`` (tokenized, not to run alone) that
+        join a running call holding ``running``, and batch rows along with them up to what an
+        editor's plan carries (``carried``, ``running``'s batch rows included; rows cut short first,
+        new ones within one prefill chunk with the editors'); marked RUNNING. None if no editor's
+        request can join."""
+        ready = [r for r in self._waiting.values() if r.is_prepared and r.identity == identity and not r.alone]
+        editors = sorted(r for r in ready if r.priority is Priority.INTERACTIVE)
+        editors = editors[: max(0, max_batch - sum(1 for r in running if r.priority is Priority.INTERACTIVE))]
+        if not editors:
+            return []
+        chosen = running + editors
+        room = len(chosen) - sum(1 for r in chosen if r.priority is Priority.BATCH) + self.carried(max_batch)
+        joined = editors + _joiners(chosen, [r for r in ready if r.priority is Priority.BATCH], room, token_budget,
+                                    self.prefill_rows - len(editors))
+        self._start(joined)
+        return joined
 
     def _start(self, requests: list[Request]) -> None:
         for request in requests:

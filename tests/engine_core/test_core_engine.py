@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -10,6 +13,7 @@ from asmr_daemon.engine.engine import Segment
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Priority, Translation, Unfinished
 from asmr_daemon.engine.scheduler import Scheduler
+from asmr_daemon.engine.worker import PREPARE_SLICE
 
 from .fakes import FakeBackend, fake_translate
 
@@ -290,7 +294,7 @@ class PreemptibleBackend(FakeBackend):
         self.partial: dict[str, str] = {}  # prompt text + tokens so far -> the tokens so far
 
     def generate(self, prompts, *, max_new_tokens, repetition_penalty=None, should_stop=None, on_row_done=None,
-                 prefill_budget_s=None, more=None):
+                 prefill_budget_s=None, more=None, stop_prefill=None):
         texts = [self.decode(p) for p in prompts]
         resumed = [(t[: len(t) - len(self.partial[t])], self.partial[t]) if t in self.partial else (t, "")
                    for t in texts]
@@ -397,3 +401,44 @@ def test_cpu_threads_0_follows_the_other_processes_load(memory, caplog, monkeypa
     assert "the model now runs on 2 CPU thread(s): other processes keep 0.0 of 2 cores busy" in caplog.text
     assert 2 in seen and seen[-1] == 1
     assert "the model now runs on 1 CPU thread(s): other processes keep 1.0 of 2 cores busy" in caplog.text
+
+
+class EncodeRecorder(FakeBackend):
+    """Records every text it tokenizes; ``on_encode(count)`` runs before each (worker thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[str] = []
+        self.on_encode = lambda count: None
+
+    def encode(self, prompt: str) -> list[int]:
+        self.on_encode(len(self.encoded))
+        self.encoded.append(prompt)
+        return super().encode(prompt)
+
+    def generate(self, prompts: list[list[int]], **kwargs: Any) -> list[list[int]]:
+        self.encoded.append("(generate)")
+        return super().generate(prompts, **kwargs)
+
+
+def test_an_editors_request_is_tokenized_before_the_rest_of_a_large_job_queued_ahead_of_it(make_engine):
+    backend = EncodeRecorder()
+    engine = make_engine(backend, batch_size=16)
+    job = engine.submit_many([Segment(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)])
+    hover: list[Future[Translation]] = []
+    submitted = threading.Event()
+
+    def submit_at_the_tenth(count: int) -> None:  # arrives while the job's first lines are tokenized
+        if count == 10:
+            hover.append(engine.submit("ひとつだけ", priority=Priority.INTERACTIVE))
+            submitted.set()
+
+    backend.on_encode = submit_at_the_tenth
+    engine.start()
+    assert submitted.wait(10) and hover[0].result(10).text == fake_translate("ひとつだけ")
+    assert [f.result(10).text for f in job] == [fake_translate(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)]
+    first = next(i for i, text in enumerate(backend.encoded) if "ひとつだけ" in text)
+    # Two texts a request (source and prompt): after the slice in flight, and it runs at once,
+    # not after the whole job is tokenized.
+    assert first <= 2 * PREPARE_SLICE + 1 and backend.encoded.index("(generate)") == first + 2
+    assert backend.calls[0].sources[0] == "ひとつだけ"

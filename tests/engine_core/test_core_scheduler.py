@@ -233,3 +233,24 @@ def test_joining_rows_are_the_length_sorted_run_that_holds_the_oldest() -> None:
     # One prefill for rows of like length: a and c now, b and d next.
     assert [r.key for r in s.take("", 2, 10_000, running)] == ["a", "c"]
     assert [r.key for r in s.take("", 2, 10_000, running)] == ["b", "d"]
+
+
+def test_an_editors_request_joins_a_running_call_with_batch_rows_up_to_what_its_call_carries() -> None:
+    s = Scheduler(join_divisor=2, prefill_rows=3)
+    for k in "abcdef":
+        s.add(req(k))
+    running = list(s.plan(max_batch=4, token_budget=10_000).requests)  # a b c d
+    assert s.join("", running, 4, 10_000) == []  # no editor waits: nothing joins
+    other = req("other adapter's hover", priority=Priority.INTERACTIVE)
+    other.identity = "other adapter"
+    s.add(other)
+    assert s.has_joinable_editor("") is False and s.join("", running, 4, 10_000) == []
+    s.add(req("hover", priority=Priority.INTERACTIVE))
+    assert s.has_joinable_editor("") and s.carried(4) == 2
+    # Two batch rows still run (the worker parked the rest): the editor's call carries 2, so
+    # none joins; with one running, the oldest waiting one joins with the editor's prefill.
+    assert [r.key for r in s.join("", running[:2], 4, 10_000)] == ["hover"]
+    s.add(req("hover 2", priority=Priority.INTERACTIVE))
+    joined = s.join("", running[:1], 4, 10_000)
+    assert [r.key for r in joined] == ["hover 2", "e"] and all(r.status is RequestStatus.RUNNING for r in joined)
+    assert s.has_joinable_editor("") is False and s.has_waiting(Priority.INTERACTIVE)  # the other adapter's

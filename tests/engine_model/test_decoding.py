@@ -103,7 +103,7 @@ def test_rows_given_by_more_join_the_running_batch_and_get_what_they_get_alone(b
     rows, model = prompts(backend), Recording(backend.loaded.model)
     # Two rows start; after their second step one row joins, then one with a penalty; then none.
     joining = iter([[], [(rows[2], 6, None)], [(rows[3], 9, 1.3)]])
-    got, cut = run(backend, model, decoding.KVStore(), rows[:2], [4, 12], more=lambda: next(joining, []))
+    got, cut = run(backend, model, decoding.KVStore(), rows[:2], [4, 12], more=lambda live, tokens: decoding.Join(next(joining, [])))
     assert cut == set() and got == [transformers_alone(backend, rows[0], 4), transformers_alone(backend, rows[1], 12),
                                     transformers_alone(backend, rows[2], 6), transformers_alone(backend, rows[3], 9, 1.3)]
     steps = [rows_ for rows_, width in model.shapes if width == 1]
@@ -147,6 +147,31 @@ def test_a_row_cut_short_resumes_from_its_kept_cache(backend):
     assert store.suspended == {}
 
 
+def test_rows_parked_by_more_leave_the_batch_and_continue_from_their_kept_cache(backend):
+    store, rows, limits = decoding.KVStore(), prompts(backend), [12, 12, 12, 12]
+    full, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
+    polls, parked = iter(range(100)), []
+
+    def more(live: list[int], tokens: list[list[int]]) -> decoding.Join:
+        if next(polls) != 2:
+            return decoding.Join()
+        parked.extend(row for row in live if row in (1, 3))
+        return decoding.Join(park=list(parked))
+
+    model = Recording(backend.loaded.model)
+    got, cut = run(backend, model, store, rows, limits, more=more)
+    assert parked and cut == set()
+    assert all(got[i] == full[i] for i in range(4) if i not in parked)  # the others went on
+    assert all(got[i] == full[i][:4] for i in parked)  # parked after the third step (and the prefill's token)
+    assert set(store.suspended) == {tuple(rows[i] + got[i]) for i in parked}
+    steps = [rows_ for rows_, width in model.shapes if width == 1]
+    assert steps[:3] == [4, 4, 4] and max(steps[3:]) <= 4 - len(parked)
+    model.shapes.clear()
+    rest, _ = run(backend, model, store, [rows[i] + got[i] for i in parked], [limits[i] - len(got[i]) for i in parked])
+    assert [got[i] + r for i, r in zip(parked, rest)] == [full[i] for i in parked]
+    assert all(width == 1 for _, width in model.shapes) and store.suspended == {}  # no prefill again
+
+
 def test_rows_with_nothing_to_generate_and_one_token_prompts(backend):
     rows = [[backend.tokenizer.eos_id + 5], prompts(backend)[0]]
     got, cut = run(backend, backend.loaded.model, decoding.KVStore(), rows, [4, 0])
@@ -167,6 +192,23 @@ def test_an_editor_waits_for_one_prefill_chunk_not_the_whole_batch(backend):
     rest, cut = run(backend, backend.loaded.model, store, [r + g for r, g in zip(rows, got)],
                     [n - len(g) for n, g in zip(limits, got)])
     assert [g + r for g, r in zip(got, rest)] == full and cut == set() and store.suspended == {}
+
+
+def test_stop_prefill_cuts_between_prefill_chunks_only(backend):
+    rows = [backend.encode(build_prompt(f"{line}{'ね' * n}", template=DEFAULT_TEMPLATE))
+            for n in range(3) for line in LINES][: decoding.PREFILL_ROWS + 3]
+    limits = [6] * len(rows)
+    full, _ = run(backend, backend.loaded.model, decoding.KVStore(), rows, limits)
+    # One chunk: nothing to cut between chunks, and steps do not consult it.
+    one, cut = run(backend, backend.loaded.model, decoding.KVStore(), rows[:4], limits[:4], stop_prefill=lambda: True)
+    assert one == full[:4] and cut == set()
+    store = decoding.KVStore()
+    got, cut = run(backend, backend.loaded.model, store, rows, limits, stop_prefill=lambda: True)
+    chunk = decoding.PREFILL_ROWS
+    assert cut == set(range(len(rows))) and got == [full[i][:1] for i in range(chunk)] + [[] for _ in rows[chunk:]]
+    rest, cut = run(backend, backend.loaded.model, store, [r + g for r, g in zip(rows, got)],
+                    [n - len(g) for n, g in zip(limits, got)])
+    assert [g + r for g, r in zip(got, rest)] == full and cut == set()
 
 
 def test_prefill_chunks_grow_to_what_the_budget_fits_by_measured_cost(backend):

@@ -13,11 +13,11 @@ import pytest
 from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.engine import Engine, Segment
+from asmr_daemon.engine.joining import JOIN_WAITING, PREFILL_BUDGET_S
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.requests import Priority, Translation
 from asmr_daemon.engine.scheduler import Scheduler
-from asmr_daemon.engine.worker import PREFILL_BUDGET_S
 
 T = 60  # seconds; only a guard against hangs
 
@@ -33,6 +33,7 @@ class HeldAtFirstStep:
     submitted an editor request; records when calls return."""
 
     preemptible = True
+    joins = True
 
     def __init__(self, inner: LocalBackend) -> None:
         self.inner = inner
@@ -94,11 +95,34 @@ def test_an_editor_request_joins_the_running_batch_and_changes_no_output(backend
     expected = unbatched(backend, tmp_path / "alone.sqlite", [hover_source, *job_sources])
     assert [got_hover, *got_job] == expected
     assert all(t.origin == "model" for t in expected)
-    stats = engine.stats
-    along = 8 // Scheduler().join_divisor
-    assert stats["preempted"] == len(job_sources) and stats["joined"] == along
-    # The oldest batch rows went on in the editor's call, which answered the editor the step its
-    # row ended.
+    # The hover joined the running call, which went on with the oldest rows an editor's call
+    # carries; the rest waited (their KV cache kept) and went on in the next call.
+    carried = Scheduler().carried(8)
+    parked = len(job_sources) - carried
+    assert engine.stats["preempted"] == parked and engine.stats["joined"] == 0
+    assert held.events[:3] == ["hover answered", f"call of {len(job_sources)} returned", f"call of {parked} returned"]
+
+
+def test_an_editor_request_stops_a_call_it_cannot_join_and_changes_no_output(backend, tiny_kit, tmp_path):
+    """A backend whose calls take no joining rows: the editor's request stops the call, and its
+    call carries the oldest rows it cut short along."""
+    sources = [p.source for p in tiny_kit.pairs]
+    hover_source = min(sources, key=len)
+    job_sources = sorted((s for s in sources if s != hover_source), key=len, reverse=True)[:7]
+    held = HeldAtFirstStep(backend)
+    held.joins = False
+    engine = make_engine(held, tmp_path / "stopped.sqlite", batch_size=8)
+    job = engine.submit_many([Segment(s) for s in job_sources])
+    assert held.started.wait(T)
+    hover = engine.submit(hover_source, priority=Priority.INTERACTIVE)
+    hover.add_done_callback(lambda _: held.events.append("hover answered"))
+    held.go.set()
+    got_hover, got_job = hover.result(T), [f.result(T) for f in job]
+    engine.close()
+
+    assert [got_hover, *got_job] == unbatched(backend, tmp_path / "alone.sqlite", [hover_source, *job_sources])
+    along = Scheduler().carried(8)
+    assert engine.stats["preempted"] == len(job_sources) and engine.stats["joined"] == along
     assert held.events[:3] == [f"call of {len(job_sources)} returned", "hover answered",
                                f"call of {1 + along} returned"]
 
@@ -132,14 +156,15 @@ def test_waiting_rows_join_a_running_batch_call_as_its_rows_end_and_change_no_ou
 
 
 class Recorded:
-    """The real backend, recording the prefill budget of every call and whether rows could join it."""
+    """The real backend, recording the prefill budget of every call and how many rows joined it."""
 
     preemptible = True
+    joins = True
 
     def __init__(self, inner: LocalBackend) -> None:
         self.inner, self.identity, self.special_tokens = inner, inner.identity, inner.special_tokens
         self.budgets: list[float | None] = []
-        self.joinable: list[bool] = []
+        self.joined: list[int] = []
 
     def encode(self, prompt: str) -> list[int]:
         return self.inner.encode(prompt)
@@ -149,23 +174,37 @@ class Recorded:
 
     def generate(self, prompts: list[list[int]], **kwargs: Any) -> list[list[int]]:
         self.budgets.append(kwargs.get("prefill_budget_s"))
-        self.joinable.append(kwargs.get("more") is not None)
+        self.joined.append(0)
+        if (more := kwargs.get("more")) is not None:
+            def counted(live: list[int], tokens: list[list[int]]) -> Any:
+                join = more(live, tokens)
+                self.joined[-1] += len(join.rows)
+                return join
+            kwargs["more"] = counted
         return self.inner.generate(prompts, **kwargs)
 
 
+class Stopping(Recorded):
+    """Takes no joining rows: an editor's request waiting stops the call."""
+
+    joins = False
+
+
 def test_large_prefill_chunks_and_joining_rows_only_while_no_editor_is_about(backend, tiny_kit, tmp_path):
-    sources = [p.source for p in tiny_kit.pairs]
+    sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、", "（小声で）") for p in tiny_kit.pairs]
+    half = len(sources) // 2
+    assert half > (JOIN_WAITING + 1) * 8  # enough waiting rows that rows join a running call
     recorded = Recorded(backend)
     engine = make_engine(recorded, tmp_path / "budget.sqlite", batch_size=8)
-    first = [f.result(T) for f in engine.submit_many([Segment(s) for s in sources[:8]])]
+    first = [f.result(T) for f in engine.submit_many([Segment(s) for s in sources[:half]])]
     calls = len(recorded.budgets)
-    engine.submit(f"ねえ、{sources[8]}", priority=Priority.INTERACTIVE).result(T)
-    second = [f.result(T) for f in engine.submit_many([Segment(f"（小声で）{s}") for s in sources[:8]])]
+    engine.submit(f"（耳元で）{sources[0]}", priority=Priority.INTERACTIVE).result(T)
+    second = [f.result(T) for f in engine.submit_many([Segment(s) for s in sources[half:]])]
     engine.close()
     assert set(recorded.budgets[:calls]) == {PREFILL_BUDGET_S}  # nobody hovering: a job's own pace
     assert set(recorded.budgets[calls:]) == {None}  # an editor is about: chunks it waits little for
-    # Batch calls take joining rows only while nobody hovers (an editor's call never does).
-    assert set(recorded.joinable[:calls]) == {True} and set(recorded.joinable[calls:]) == {False}
+    # Batch rows join running calls only while nobody hovers.
+    assert sum(recorded.joined[:calls]) > 0 and sum(recorded.joined[calls:]) == 0
     assert all(t.origin == "model" for t in first + second)
 
 
@@ -174,7 +213,8 @@ def test_editor_requests_queued_behind_each_other_all_finish(backend, tiny_kit, 
     call must still move its row on (a call cut before its first step would be cut again on
     resuming, for ever, while the queue stays non-empty)."""
     sources = [p.source for p in tiny_kit.pairs][:6]
-    engine = make_engine(backend, tmp_path / "queued.sqlite", batch_size=1)
+    stopping = Stopping(backend)  # each editor's request waiting stops the call
+    engine = make_engine(stopping, tmp_path / "queued.sqlite", batch_size=1)
     futures = engine.submit_many([Segment(s) for s in sources], priority=Priority.INTERACTIVE)
     got = [f.result(30) for f in futures]
     engine.close()
