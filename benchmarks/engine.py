@@ -277,12 +277,17 @@ def build_mid_model(out_dir: Path, tokenizer_dir: Path) -> Path:
 
 
 def models(args: argparse.Namespace, root: Path) -> tuple[Path, Path | None]:
-    if args.base_model is not None:
+    """The model to measure. ``--mid-size`` builds its random GLM with the tokenizer of
+    ``--base-model`` if given (it used to measure the given model instead, silently)."""
+    if args.base_model is not None and not args.mid_size:
         return args.base_model, args.adapter
     from asmr_daemon.commands.demo import build_demo_model
 
-    print("building the tiny demo model (not timed)...", file=sys.stderr)
-    base, adapter = build_demo_model(root / "demo")
+    if args.base_model is not None:
+        base, adapter = args.base_model, args.adapter
+    else:
+        print("building the tiny demo model (not timed)...", file=sys.stderr)
+        base, adapter = build_demo_model(root / "demo")
     if not args.mid_size:
         return base, adapter
     print("building the mid-size random model (not timed)...", file=sys.stderr)

@@ -163,7 +163,7 @@ class Scheduler:
             window = queue[: max(1, max_batch) * max(1, self.window_factor)]
             window.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
             chosen = next(chunk for chunk in _chunks(window, max_batch, token_budget) if oldest in chunk)
-            room = min(max_batch, len(chosen) + max(1, max_batch // max(1, self.join_divisor)))
+            room = min(max_batch, len(chosen) + self.carried(max_batch))
             fresh = self.prefill_rows - sum(1 for r in chosen if not r.generated)
             chosen += _joiners(chosen, [r for r in ready if r.priority > priority], room, token_budget, fresh)
         self._start(chosen)
