@@ -179,12 +179,25 @@ class _Batch:
         self.penalty = (RowPenalty.of([call.rows[row] + generated[row] for row in self.live], penalties, device)
                         if any(penalties) else None)
 
+    def keep(self, slots: list[int], device: torch.device) -> None:
+        """Only the live rows at these slots go on: their cache, last tokens and penalty state."""
+        self.live = [self.live[slot] for slot in slots]
+        if not slots:
+            self.kv, self.last, self.penalty = None, None, None
+            return
+        assert self.kv is not None and self.last is not None
+        index = torch.tensor(slots, device=device)
+        self.kv, self.last = self.kv.select(index), self.last.index_select(0, index)
+        if self.penalty is not None:
+            self.penalty.keep(index)
+
 
 def run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[list[list[int]], set[int]]:
     """Greedy tokens per row (cut at its eos and its limit), and the rows ``should_stop`` cut short:
     those hold their tokens so far, and their KV cache waits in the store for the call that
     continues them. Rows ``call.more`` gives join the batch between steps; the result covers
-    them too (``call.rows`` grows); a row it parks holds its tokens until then. peft's LoRA layers run lean meanwhile (``lean_lora``)."""
+    them too (``call.rows`` grows); a row it parks holds its tokens until then. peft's LoRA layers
+    run lean meanwhile (``lean_lora``)."""
     with lean_lora(model):
         return _run(base_of(model), store, call, device)
 
@@ -201,22 +214,17 @@ def _run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[
                              torch.ones((len(live), 1), dtype=torch.bool, device=device), batch.kv.positions[:, None])
         chosen = (logits if penalty is None else penalty.apply(logits)).argmax(dim=-1)
         keep = _advance(call, live, chosen.tolist(), generated)
-        if len(keep) < len(live):  # rows that ended leave the batch
-            batch.live = live = [live[s] for s in keep]
-            if live:
-                index = torch.tensor(keep, device=device)
-                kv, chosen = kv.select(index), chosen.index_select(0, index)
-                if penalty is not None:
-                    penalty.keep(index)
-        batch.kv, batch.last = (kv, chosen) if live else (None, None)
-        if penalty is not None and live:
+        batch.kv, batch.last = kv, chosen
+        if penalty is not None:
             penalty.add(chosen)
+        if len(keep) < len(live):  # rows that ended leave the batch
+            batch.keep(keep, device)
         # Polled after a step, not before the first: every call moves each of its rows on, so
         # rows resumed while editor requests keep coming are never cut again with nothing done.
         if call.should_stop is not None and call.should_stop():
             return generated, _suspend(store, call, generated, batch)
-        if call.more is not None and live:
-            join = call.more(live, generated)
+        if call.more is not None:
+            join = call.more(batch.live, generated)
             if join.park:
                 _park(store, call, generated, batch, set(join.park), device)
             if join.rows:
@@ -230,20 +238,11 @@ def _run(model: Any, store: KVStore, call: Call, device: torch.device) -> tuple[
 def _park(store: KVStore, call: Call, generated: list[list[int]], batch: _Batch, rows: set[int],
           device: torch.device) -> None:
     """Set live ``rows`` aside: their cache waits in the store; the batch goes on without them."""
-    assert batch.kv is not None and batch.last is not None
-    keep = [slot for slot, row in enumerate(batch.live) if row not in rows]
+    assert batch.kv is not None
     for slot, row in enumerate(batch.live):
         if row in rows:
             store.suspend(tuple(call.rows[row] + generated[row]), batch.kv.select([slot]))
-    batch.live = [batch.live[slot] for slot in keep]
-    if not keep:
-        batch.kv, batch.last, batch.penalty = None, None, None
-        return
-    index = torch.tensor(keep, device=device)
-    batch.kv, batch.last = batch.kv.select(index), batch.last.index_select(0, index)
-    penalties = [call.penalties[row] for row in batch.live]
-    batch.penalty = (RowPenalty.of([call.rows[row] + generated[row] for row in batch.live], penalties, device)
-                     if any(penalties) else None)
+    batch.keep([slot for slot, row in enumerate(batch.live) if row not in rows], device)
 
 
 def _suspend(store: KVStore, call: Call, generated: list[list[int]], batch: _Batch) -> set[int]:

@@ -124,11 +124,14 @@ class CallHooks:
     def _quiet(self) -> bool:
         return time.monotonic() - self.state.last_editor_request > EDITOR_QUIET_S
 
+    def _full(self) -> bool:
+        """The call holds ``CALL_BATCHES`` batches of rows: none joins it any more."""
+        return len(self.rows) >= CALL_BATCHES * max(1, self.state.settings.batch_size)
+
     def _editor_can_join(self) -> bool:
         s = self.state
         with s.cond:
-            return (not s.closing and len(self.rows) < CALL_BATCHES * max(1, s.settings.batch_size)
-                    and s.scheduler.has_joinable_editor(self.plan.identity))
+            return not s.closing and not self._full() and s.scheduler.has_joinable_editor(self.plan.identity)
 
     def _join_editors(self, live: list[int], tokens: list[list[int]]) -> tuple[list[Request], list[int]]:
         """The editors' requests that join (with the batch rows they take along), and the live
@@ -146,13 +149,12 @@ class CallHooks:
                 return [], []
             for i in park:
                 rows[i].generated = rows[i].generated + list(tokens[i])
-            s.scheduler.requeue([rows[i] for i in park])
-            s.counts["preempted"] += len(park)
             s.counts["rows"] += len(joined)
             s.counts["joined"] += sum(1 for r in joined if r.priority is Priority.BATCH)
             if not s.scheduler.has_waiting(Priority.INTERACTIVE):
                 s.interactive_waiting.clear()
             s.waiters.start(joined)
+        self.worker.requeue([rows[i] for i in park], "preempted")  # after the join: none rejoins at once
         return joined, park
 
     def _more(self) -> list[Request]:
@@ -160,8 +162,7 @@ class CallHooks:
         ``JOIN_DIVISOR``-th of the batch is free; none while an editor waits or the engine closes."""
         s, rows = self.state, self.rows
         size = max(1, s.settings.batch_size)
-        if (size - self.generating < max(1, size // JOIN_DIVISOR) or len(rows) >= CALL_BATCHES * size
-                or s.interactive_waiting.is_set()):
+        if size - self.generating < max(1, size // JOIN_DIVISOR) or self._full() or s.interactive_waiting.is_set():
             return []
         self.worker.prepare_waiting()  # requests submitted since the call began
         with s.cond:

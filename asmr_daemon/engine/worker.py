@@ -178,7 +178,7 @@ class Worker:
             with self.state.cond:
                 self.state.counts["failed_batches"] += 1
             if len(called) > 1 and not isinstance(outcome, BackendUnavailable):
-                self._requeue(rows, "isolated", alone=True)  # the bad row will fail alone
+                self.requeue(rows, "isolated", alone=True)  # the bad row will fail alone
             else:
                 self._fail(rows, outcome)
             return
@@ -189,7 +189,7 @@ class Worker:
             if isinstance(output, Unfinished):
                 request.generated = request.generated + list(output)
                 cut.append(request)
-        self._requeue(cut, "preempted")
+        self.requeue(cut, "preempted")
         for request in rows:
             output = by_request[request]
             if isinstance(output, str):
@@ -202,7 +202,7 @@ class Worker:
         # With a penalty of 1.0 the retry would decode the very same tokens: skip it.
         if problem and not request.retry and self.decoding.retry_repetition_penalty != 1.0:
             request.retry, request.generated = True, []
-            self._requeue([request], "retries")
+            self.requeue([request], "retries")
             return
         result = Translation(request.source, request.source if problem else output, problem, "model")
         self.state.front.store(request, result)
@@ -212,7 +212,7 @@ class Worker:
             futures = self.state.waiters.pop(request)
         settle(futures, result)
 
-    def _requeue(self, requests: list[Request], counter: str, *, alone: bool = False) -> None:
+    def requeue(self, requests: list[Request], counter: str, *, alone: bool = False) -> None:
         if not requests:
             return
         s = self.state
