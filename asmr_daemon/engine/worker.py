@@ -101,8 +101,9 @@ class Worker:
         """Old backends no waiting request needs (under the lock; nothing runs between steps)."""
         return self.state.backends.unneeded(r.identity for r in self.state.scheduler.waiting())
 
-    def prepare_waiting(self) -> None:
-        """Tokenize the requests queued meanwhile: editors' requests first, and then return, so
+    def prepare_waiting(self, batch_along: int = 0) -> None:
+        """Tokenize the requests queued meanwhile: editors' requests first (with the
+        ``batch_along`` oldest batch ones, rows that may join their call), and then return, so
         they are planned (or join the running call) at once; batch ones ``PREPARE_SLICE`` at a
         time, looking for editors' requests between slices (tokenizing a job of thousands of
         lines would otherwise delay an editor by all of it)."""
@@ -110,7 +111,7 @@ class Worker:
             with self.state.cond:
                 pending = _editors_first(self.state.scheduler.unprepared() + self._unprepared)
                 editors = [r for r in pending if r.priority is Priority.INTERACTIVE]
-                now = editors or pending[:PREPARE_SLICE]
+                now = pending[: len(editors) + batch_along] if editors else pending[:PREPARE_SLICE]
                 self._unprepared = pending[len(now):]
                 backends = [self.state.backends.get(r.identity) for r in now]
             for backend, request in zip(backends, now):

@@ -220,3 +220,34 @@ def test_editor_requests_queued_behind_each_other_all_finish(backend, tiny_kit, 
     engine.close()
     assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
     assert engine.stats["preempted"] > 0  # the case this is about: calls were cut
+
+
+def test_a_job_submitted_while_an_editor_sends_request_after_request_advances(backend, tiny_kit, tmp_path):
+    """Each hover's answer sends the next one at once (from its done callback), so an editor's
+    request is always pending when the call looks for one; the job, submitted with the second
+    hover, must still get rows into the editors' call instead of waiting for the editor to stop
+    (its requests were tokenized only between editors' requests, and there were none)."""
+    sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、") for p in tiny_kit.pairs]
+    hovers, job_sources = sources[:8], sources[8:]
+    engine = make_engine(backend, tmp_path / "chained.sqlite", batch_size=8)
+    answered: list[Translation] = []
+    job: list[Any] = []
+    job_done_during_hovers: list[int] = []
+    last = threading.Event()
+
+    def next_hover(future: Any) -> None:
+        answered.append(future.result())
+        if len(answered) == 1:
+            job.extend(engine.submit_many([Segment(s) for s in job_sources]))
+        if len(answered) == len(hovers):
+            job_done_during_hovers.append(sum(f.done() for f in job))
+            last.set()
+            return
+        engine.submit(hovers[len(answered)], priority=Priority.INTERACTIVE).add_done_callback(next_hover)
+
+    engine.submit(hovers[0], priority=Priority.INTERACTIVE).add_done_callback(next_hover)
+    assert last.wait(T)
+    got_job = [f.result(T) for f in job]
+    engine.close()
+    assert engine.stats["joined"] > 0 and job_done_during_hovers[0] > 0
+    assert answered + got_job == unbatched(backend, tmp_path / "alone.sqlite", hovers + job_sources)
