@@ -53,7 +53,7 @@ class Worker:
         self.state = state
         self.decoding = decoding
         self.cpu: threads.CpuShare | None = None  # the model's CPU threads, on a backend on torch
-        self._unprepared: list[Request] = []  # queued, not tokenized yet: batch ones behind an editor's
+        self._unprepared: list[Request] = []  # queued, not tokenized yet, oldest first: batch ones behind an editor's
 
     def run(self) -> None:
         """Plan, run, apply, until the engine closes."""
@@ -109,7 +109,7 @@ class Worker:
         lines would otherwise delay an editor by all of it)."""
         while True:
             with self.state.cond:
-                pending = _editors_first(self.state.scheduler.unprepared() + self._unprepared)
+                pending = _editors_first(self._unprepared + self.state.scheduler.unprepared())
                 editors = [r for r in pending if r.priority is Priority.INTERACTIVE]
                 now = pending[: len(editors) + batch_along] if editors else pending[:PREPARE_SLICE]
                 self._unprepared = pending[len(now):]

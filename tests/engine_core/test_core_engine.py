@@ -442,3 +442,27 @@ def test_an_editors_request_is_tokenized_before_the_rest_of_a_large_job_queued_a
     # not after the whole job is tokenized.
     assert first <= 2 * PREPARE_SLICE + 1 and backend.encoded.index("(generate)") == first + 2
     assert backend.calls[0].sources[0] == "ひとつだけ"
+
+
+def test_requests_are_tokenized_in_the_order_they_were_queued(make_engine):
+    """A job queued while an earlier one is still being tokenized waits behind it: batch rows
+    join calls oldest first, and only tokenized rows can."""
+    backend = EncodeRecorder()
+    engine = make_engine(backend, batch_size=16)
+    first_job = engine.submit_many([Segment(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)])
+    second_job: list[Future[Translation]] = []
+    submitted = threading.Event()
+
+    def submit_at_the_tenth(count: int) -> None:  # while the first job's first slice is tokenized
+        if count == 10:
+            second_job.extend(engine.submit_many([Segment(f"つぎの{i}") for i in range(PREPARE_SLICE)]))
+            submitted.set()
+
+    backend.on_encode = submit_at_the_tenth
+    engine.start()
+    assert submitted.wait(10)
+    for future in first_job + second_job:
+        future.result(10)
+    sources = [text for text in backend.encoded if "ぎょうの" in text or "つぎの" in text]
+    assert max(i for i, text in enumerate(sources) if "ぎょうの" in text) < min(
+        i for i, text in enumerate(sources) if "つぎの" in text)
