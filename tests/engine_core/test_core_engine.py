@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
-from asmr_daemon.engine.engine import Segment
+from asmr_daemon.engine.engine import Engine, Segment
 from asmr_daemon.engine.prompts import ContextLine, GlossaryEntry
 from asmr_daemon.engine.requests import Priority, Translation, Unfinished
 from asmr_daemon.engine.scheduler import Scheduler
@@ -421,21 +422,30 @@ class EncodeRecorder(FakeBackend):
         return super().generate(prompts, **kwargs)
 
 
-def test_an_editors_request_is_tokenized_before_the_rest_of_a_large_job_queued_ahead_of_it(make_engine):
+def job_with_more_queued_at_the_tenth_encode(make_engine, queue_more: Callable[[Engine], list[Future[Translation]]]):
+    """An engine tokenizing a job of four slices, and what ``queue_more`` queues while the job's
+    first slice is tokenized: the recorder, the job's futures, the others'."""
     backend = EncodeRecorder()
     engine = make_engine(backend, batch_size=16)
     job = engine.submit_many([Segment(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)])
-    hover: list[Future[Translation]] = []
+    more: list[Future[Translation]] = []
     submitted = threading.Event()
 
-    def submit_at_the_tenth(count: int) -> None:  # arrives while the job's first lines are tokenized
+    def queue_at_the_tenth(count: int) -> None:
         if count == 10:
-            hover.append(engine.submit("ひとつだけ", priority=Priority.INTERACTIVE))
+            more.extend(queue_more(engine))
             submitted.set()
 
-    backend.on_encode = submit_at_the_tenth
+    backend.on_encode = queue_at_the_tenth
     engine.start()
-    assert submitted.wait(10) and hover[0].result(10).text == fake_translate("ひとつだけ")
+    assert submitted.wait(10)
+    return backend, job, more
+
+
+def test_an_editors_request_is_tokenized_before_the_rest_of_a_large_job_queued_ahead_of_it(make_engine):
+    backend, job, hover = job_with_more_queued_at_the_tenth_encode(
+        make_engine, lambda engine: [engine.submit("ひとつだけ", priority=Priority.INTERACTIVE)])
+    assert hover[0].result(10).text == fake_translate("ひとつだけ")
     assert [f.result(10).text for f in job] == [fake_translate(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)]
     first = next(i for i, text in enumerate(backend.encoded) if "ひとつだけ" in text)
     # Two texts a request (source and prompt): after the slice in flight, and it runs at once,
@@ -447,20 +457,8 @@ def test_an_editors_request_is_tokenized_before_the_rest_of_a_large_job_queued_a
 def test_requests_are_tokenized_in_the_order_they_were_queued(make_engine):
     """A job queued while an earlier one is still being tokenized waits behind it: batch rows
     join calls oldest first, and only tokenized rows can."""
-    backend = EncodeRecorder()
-    engine = make_engine(backend, batch_size=16)
-    first_job = engine.submit_many([Segment(f"ぎょうの{i}") for i in range(4 * PREPARE_SLICE)])
-    second_job: list[Future[Translation]] = []
-    submitted = threading.Event()
-
-    def submit_at_the_tenth(count: int) -> None:  # while the first job's first slice is tokenized
-        if count == 10:
-            second_job.extend(engine.submit_many([Segment(f"つぎの{i}") for i in range(PREPARE_SLICE)]))
-            submitted.set()
-
-    backend.on_encode = submit_at_the_tenth
-    engine.start()
-    assert submitted.wait(10)
+    backend, first_job, second_job = job_with_more_queued_at_the_tenth_encode(
+        make_engine, lambda engine: engine.submit_many([Segment(f"つぎの{i}") for i in range(PREPARE_SLICE)]))
     for future in first_job + second_job:
         future.result(10)
     sources = [text for text in backend.encoded if "ぎょうの" in text or "つぎの" in text]
