@@ -137,7 +137,7 @@ class LocalBackend:
                              eos=self.tokenizer.eos_id, pad=self.tokenizer.pad_id,
                              penalties=row_penalties(prompts, repetition_penalty), should_stop=should_stop,
                              stop_prefill=stop_prefill,
-                             on_row_done=on_row_done, prefill_rows=self._kv.chunk_rows(prefill_budget_s),
+                             on_row_done=on_row_done, prefill_budget_s=prefill_budget_s,
                              more=more)
         with self._activate(), torch.inference_mode():
             generated, cut = decoding.run(self.loaded.model, self._kv, call, self.loaded.device)

@@ -132,7 +132,9 @@ class Call:
     eos: int
     pad: int
     penalties: list[float | None] = field(default_factory=list)  # per row; None: no penalty
-    prefill_rows: int = PREFILL_ROWS  # new rows per prefill forward
+    # New rows per prefill forward: PREFILL_ROWS, or what fits this by the measured cost
+    # (``KVStore.chunk_rows``), asked at each join: a call may run a whole job.
+    prefill_budget_s: float | None = None
     should_stop: Callable[[], bool] | None = None
     # Polled between prefill chunks too, with ``should_stop``: True there cuts the call the same
     # way (an editor's request that could join after the prefill would wait for every chunk).
@@ -270,7 +272,7 @@ def _advance(call: Call, live: list[int], tokens: list[int], generated: list[lis
 def _join(model: Any, store: KVStore, call: Call, device: torch.device, generated: list[list[int]],
           batch: _Batch, rows: list[int]) -> set[int]:
     """Add ``rows`` to the batch: resumed ones from the store; new ones prefilled
-    ``call.prefill_rows`` at a time, each prefill also giving its rows their first token (a row may
+    ``KVStore.chunk_rows`` at a time, each prefill also giving its rows their first token (a row may
     end right there). If ``should_stop`` or ``stop_prefill`` turns True between two chunks, every
     live row and every row not yet prefilled is cut short (the live ones wait in the store); those
     rows."""
@@ -278,11 +280,12 @@ def _join(model: Any, store: KVStore, call: Call, device: torch.device, generate
     resumed = {i: store.suspended.pop(tuple(call.rows[i])) for i in rows if tuple(call.rows[i]) in store.suspended}
     new = [i for i in rows if i not in resumed]
     parts, order = [resumed[i] for i in resumed], list(resumed)
-    for start in range(0, len(new), call.prefill_rows):
+    size = store.chunk_rows(call.prefill_budget_s)
+    for start in range(0, len(new), size):
         if start and any(poll is not None and poll() for poll in (call.should_stop, call.stop_prefill)):
             batch.extend(call, generated, concat(parts) if parts else None, order, device)
             return _suspend(store, call, generated, batch) | set(new[start:])
-        chunk = new[start : start + call.prefill_rows]
+        chunk = new[start : start + size]
         began = time.perf_counter()
         logits, kv = prefill(model, store, [call.rows[i] for i in chunk], call.pad, device)
         penalty = RowPenalty.of([call.rows[i] for i in chunk], [call.penalties[i] for i in chunk], device)

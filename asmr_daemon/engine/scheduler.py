@@ -22,7 +22,7 @@ Pure: no threads, no locks, no torch, no futures. The engine calls it under its 
 * while a batch call runs, batch rows join it as its rows end (``take``: continuous batching),
   from the head of the queue up to the first request that is not a batch row of the call's
   backend (an editor's or another adapter's request gets the next call), length-sorted like a
-  plan;
+  plan; near the job's end (the whole queue in reach), the longest first;
 * a request whose micro-batch raised runs ``alone``, so one bad row fails only itself;
 * identical work is done once: ``add`` returns the request already waiting or running with the
   same key, and the engine attaches its caller to that one.
@@ -170,33 +170,51 @@ class Scheduler:
         longest = max(r.num_tokens for r in chosen)
         return BatchPlan(tuple(chosen), priority, longest * len(chosen))
 
-    def take(self, identity: str, count: int, token_budget: int, running: list[Request]) -> list[Request]:
+    def take(self, identity: str, count: int, token_budget: int, running: list[Request],
+             max_batch: int = 0) -> list[Request]:
         """Up to ``count`` batch rows of backend ``identity`` to join a running batch call that
         holds ``running``, within ``token_budget`` with them; marked RUNNING. From the head of the
         queue up to the first request that is not such a row (an editor's, another backend's, one
         to run alone: those get the next call), ``window_factor`` x ``count`` rows at most, the
         length-sorted run of them that holds the oldest (one prefill, little padding). Walks only
-        the head of the queue: this runs every few steps."""
+        the head of the queue: this runs every few steps.
+
+        When that head is the whole queue, within ``window_factor`` x ``max_batch`` rows (the
+        job's end is in reach, so no order can starve a row), the longest rows join first: the
+        rows that join last are the short ones, and the call does not end with a few long rows
+        alone (tiny model, 320 lines, batch 32: 132 -> 119 steps; the mid-size random GLM, whose
+        rows run to their limits, 64 lines: 100 steps either way)."""
         if count < 1:
             return []
+        window, reach = count * max(1, self.window_factor), max(count, max_batch) * max(1, self.window_factor)
         head: list[Request] = []
+        whole = True
         for row in self._waiting.values():
             if not row.is_prepared:
+                whole = False  # its length is not known yet
                 continue
             if row.priority is not Priority.BATCH or row.identity != identity or row.alone:
+                whole = False
                 break
             head.append(row)
-            if len(head) >= count * max(1, self.window_factor):
+            if len(head) > reach:
+                whole = False
                 break
-        if not head:
-            return []
-        oldest = min(head)
-        head.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
-        at = head.index(oldest)
-        start = max(0, min(at - count // 2, len(head) - count))
+        if whole:
+            head.sort(key=lambda r: (-r.num_tokens, r.arrival, r.request_id))
+            candidates = head[:count]
+        else:
+            head = head[:window]
+            if not head:
+                return []
+            oldest = min(head)
+            head.sort(key=lambda r: (r.num_tokens, r.arrival, r.request_id))
+            at = head.index(oldest)
+            start = max(0, min(at - count // 2, len(head) - count))
+            candidates = head[start : start + count]
         taken: list[Request] = []
         longest = max((r.num_tokens for r in running), default=0)
-        for row in head[start : start + count]:
+        for row in candidates:
             if (len(running) + len(taken) + 1) * max(longest, row.num_tokens) > token_budget:
                 break
             taken.append(row)

@@ -229,10 +229,28 @@ def test_joining_rows_are_the_length_sorted_run_that_holds_the_oldest() -> None:
     s = Scheduler()
     for key, prompt in (("run", 5), ("a", 10), ("b", 30), ("c", 12), ("d", 31)):
         s.add(req(key, prompt=prompt))
+    for i in range(8):
+        s.add(req(f"more{i}", prompt=50))  # the queue goes on beyond the head take looks at
     running = list(s.plan(max_batch=1, token_budget=10_000).requests)
     # One prefill for rows of like length: a and c now, b and d next.
-    assert [r.key for r in s.take("", 2, 10_000, running)] == ["a", "c"]
-    assert [r.key for r in s.take("", 2, 10_000, running)] == ["b", "d"]
+    assert [r.key for r in s.take("", 2, 10_000, running, 1)] == ["a", "c"]
+    assert [r.key for r in s.take("", 2, 10_000, running, 1)] == ["b", "d"]
+
+
+def test_near_the_queues_end_the_longest_rows_join_first() -> None:
+    """The whole queue in reach: the long rows join first and the short ones last (they end soon
+    after), so the call does not end with a few long rows alone."""
+    s = Scheduler()
+    for key, prompt in (("run", 5), ("a", 10), ("b", 30), ("c", 12), ("d", 31), ("e", 11)):
+        s.add(req(key, prompt=prompt))
+    running = list(s.plan(max_batch=1, token_budget=10_000).requests)
+    late = req("late", prepared=False)
+    s.add(late)
+    # A request not tokenized yet may be long: not the end of what is known.
+    assert [r.key for r in s.take("", 2, 10_000, running, 1)] == ["a", "e"]
+    late.prompt_ids = [0] * 20
+    assert [r.key for r in s.take("", 2, 10_000, running, 1)] == ["d", "b"]
+    assert [r.key for r in s.take("", 2, 10_000, running, 1)] == ["late", "c"]
 
 
 def test_an_editors_request_joins_a_running_call_with_batch_rows_up_to_what_its_call_carries() -> None:

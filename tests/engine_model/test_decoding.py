@@ -15,6 +15,7 @@ from asmr_daemon.engine.adapters import base_of
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.prompts import build_prompt
+from asmr_daemon.engine.requests import Join
 
 from .kit import random_model, random_native_lora, write_adapter, write_chatglm2_checkpoint
 
@@ -212,17 +213,31 @@ def test_stop_prefill_cuts_between_prefill_chunks_only(backend):
 
 
 def test_prefill_chunks_grow_to_what_the_budget_fits_by_measured_cost(backend):
+    """Asked at each join, not once per call: a call may run a whole job, and a first measurement
+    (a cold forward) may overstate a row's cost."""
     store = decoding.KVStore()
     assert store.chunk_rows(0.05) == decoding.PREFILL_ROWS  # nothing measured yet
     rows = [backend.encode(build_prompt(f"{line}{'ね' * n}", template=DEFAULT_TEMPLATE))
             for n in range(3) for line in LINES]
+    joining = [backend.encode(build_prompt(f"{prefix}{line}", template=DEFAULT_TEMPLATE))
+               for prefix in ("あのね、", "ねえ、", "うん、") for line in LINES]
+    polls = []
+
+    def more(live: list[int], tokens: list[list[int]]) -> Join:
+        polls.append(len(live))
+        if len(polls) > 1:
+            return Join()
+        store.row_prefill_seconds = 0.05 / 40.5  # measured meanwhile: 40 rows fit the budget
+        return Join([(row, 4, None) for row in joining])
+
     model = Recording(backend.loaded.model)
-    call = decoding.Call(rows, [4] * len(rows), eos=backend.tokenizer.eos_id, pad=backend.tokenizer.pad_id,
-                         prefill_rows=decoding.PREFILL_ROWS)
+    call = decoding.Call(list(rows), [4] * len(rows), eos=backend.tokenizer.eos_id, pad=backend.tokenizer.pad_id,
+                         prefill_budget_s=0.05, more=more)
     with torch.inference_mode():
         got, _ = decoding.run(model, store, call, torch.device("cpu"))
-    assert [rows_ for rows_, width in model.shapes if width > 1][1:] == [8, 4]  # after the prefix
-    assert got == [transformers_alone(backend, p, 4) for p in rows]
+    # After the template's prefix: the call's rows 8 at a time, the 12 that joined in one forward.
+    assert [rows_ for rows_, width in model.shapes if width > 1][1:] == [8, 4, 12]
+    assert got == [transformers_alone(backend, p, 4) for p in rows + joining]
     per_row = store.row_prefill_seconds
     assert per_row is not None and per_row > 0
     # A chunk of fewer rows costs mostly a forward's fixed cost; it would overstate a row's.

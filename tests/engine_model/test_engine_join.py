@@ -13,7 +13,7 @@ import pytest
 from asmr_daemon.config import DEFAULT_TEMPLATE, DecodingSettings, EngineSettings
 from asmr_daemon.engine.backend import LocalBackend
 from asmr_daemon.engine.engine import Engine, Segment
-from asmr_daemon.engine.joining import JOIN_WAITING, PREFILL_BUDGET_S
+from asmr_daemon.engine.joining import PREFILL_BUDGET_S
 from asmr_daemon.engine.loading import load_model
 from asmr_daemon.engine.memory import TranslationMemory
 from asmr_daemon.engine.requests import Priority, Translation
@@ -184,6 +184,21 @@ class Recorded:
         return self.inner.generate(prompts, **kwargs)
 
 
+def test_the_last_rows_join_the_running_call_as_soon_as_they_fit(backend, tiny_kit, tmp_path):
+    """Fewer rows wait than a quarter of the batch: they join once that many rows ended, not in a
+    call of their own after this one drained."""
+    sources = [p.source for p in tiny_kit.pairs][:9]
+    recorded = Recorded(backend)
+    engine = Engine(recorded, TranslationMemory(tmp_path / "last.sqlite"), template=DEFAULT_TEMPLATE,
+                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
+    job = engine.submit_many([Segment(s) for s in sources])  # all queued before the worker plans
+    engine.start()
+    got = [f.result(T) for f in job]
+    engine.close()
+    assert recorded.joined[0] >= 1  # the ninth row joined the first call (retries may join too)
+    assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
+
+
 class Stopping(Recorded):
     """Takes no joining rows: an editor's request waiting stops the call."""
 
@@ -193,7 +208,7 @@ class Stopping(Recorded):
 def test_large_prefill_chunks_and_joining_rows_only_while_no_editor_is_about(backend, tiny_kit, tmp_path):
     sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、", "（小声で）") for p in tiny_kit.pairs]
     half = len(sources) // 2
-    assert half > (JOIN_WAITING + 1) * 8  # enough waiting rows that rows join a running call
+    assert half > 2 * 8  # enough waiting rows that rows join a running call
     recorded = Recorded(backend)
     engine = make_engine(recorded, tmp_path / "budget.sqlite", batch_size=8)
     first = [f.result(T) for f in engine.submit_many([Segment(s) for s in sources[:half]])]
