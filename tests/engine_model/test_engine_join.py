@@ -69,6 +69,18 @@ def make_engine(backend: Any, path: Path, batch_size: int) -> Engine:
     return engine
 
 
+def queued_job(backend: Any, path: Path, sources: list[str]) -> tuple[Engine, list[Translation]]:
+    """A job of ``sources`` all queued before the worker plans (batch size 8), run to its end: the
+    closed engine and the results."""
+    engine = Engine(backend, TranslationMemory(path), template=DEFAULT_TEMPLATE,
+                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
+    job = engine.submit_many([Segment(s) for s in sources])
+    engine.start()
+    got = [f.result(T) for f in job]
+    engine.close()
+    return engine, got
+
+
 def unbatched(backend: LocalBackend, path: Path, sources: list[str]) -> list[Translation]:
     """Each source alone: batch size 1, one at a time, nothing else running."""
     engine = make_engine(backend, path, batch_size=1)
@@ -142,12 +154,7 @@ def test_every_output_equals_the_unbatched_greedy_result_under_editor_traffic(ba
 
 def test_waiting_rows_join_a_running_batch_call_as_its_rows_end_and_change_no_output(backend, tiny_kit, tmp_path):
     sources = [f"{prefix}{p.source}" for prefix in ("", "ねえ、", "（小声で）") for p in tiny_kit.pairs]
-    engine = Engine(backend, TranslationMemory(tmp_path / "joined.sqlite"), template=DEFAULT_TEMPLATE,
-                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
-    job = engine.submit_many([Segment(s) for s in sources])  # all queued before the worker plans
-    engine.start()
-    got = [f.result(T) for f in job]
-    engine.close()
+    engine, got = queued_job(backend, tmp_path / "joined.sqlite", sources)
     stats = engine.stats
     # Continuous batching: fewer calls than batches of 8, since rows joined the calls as rows ended.
     assert len(sources) > 2 * 8 and stats["model_calls"] < len(sources) / 8
@@ -189,12 +196,7 @@ def test_the_last_rows_join_the_running_call_as_soon_as_they_fit(backend, tiny_k
     call of their own after this one drained."""
     sources = [p.source for p in tiny_kit.pairs][:9]
     recorded = Recorded(backend)
-    engine = Engine(recorded, TranslationMemory(tmp_path / "last.sqlite"), template=DEFAULT_TEMPLATE,
-                    decoding=DecodingSettings(), engine=EngineSettings(batch_size=8))
-    job = engine.submit_many([Segment(s) for s in sources])  # all queued before the worker plans
-    engine.start()
-    got = [f.result(T) for f in job]
-    engine.close()
+    _, got = queued_job(recorded, tmp_path / "last.sqlite", sources)
     assert recorded.joined[0] >= 1  # the ninth row joined the first call (retries may join too)
     assert got == unbatched(backend, tmp_path / "alone.sqlite", sources)
 
